@@ -1,0 +1,1 @@
+"""Model builders and data for the experiments of the original study."""

@@ -1,0 +1,492 @@
+"""`GInfinity`: a Keras meta-layer with unboundedly many residual sub-layers and a learned depth.
+
+    g_0 = x
+    g_{i+1} = h(g_i + f_i(g_i) * delta_w(i))            (merge="residual")
+    g_{i+1} = h(g_i * (1 - delta_w(i)) + f_i(g_i) * delta_w(i))   (merge="blend")
+    output = h(g_k),  k = max(0, ceil(w))
+
+Only the sub-layers that can influence the output are evaluated: the trace uses a Python-int
+"computed depth" that is always >= ceil(w); sub-layers beyond it are neither computed nor trainable.
+Growth beyond the allocated sub-layers happens between training steps (see `growth.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import keras
+from keras import ops
+
+from gdeeper.gate import delta, shifted_delta
+
+MERGES = ("residual", "blend")
+# Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
+_NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
+
+
+class DepthLimitError(RuntimeError):
+    """Raised when `w` asks for more sub-layers than a meta-layer's `max_depth` allows."""
+
+
+def _as_regularizer(value, argument: str, layer_name: str):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(
+            f"GInfinity '{layer_name}': {argument} must be a float or a Keras "
+            f"regularizer, got {argument}={value!r}"
+        )
+    if isinstance(value, (int, float)):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(
+                f"GInfinity '{layer_name}': {argument} must be a finite float >= 0, "
+                f"got {argument}={value!r}"
+            )
+        return keras.regularizers.L2(float(value)) if value > 0 else None
+    try:
+        return keras.regularizers.get(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"GInfinity '{layer_name}': {argument} must be a float or a Keras "
+            f"regularizer, got {argument}={value!r}"
+        ) from error
+
+
+class _Block(keras.layers.Layer):
+    """One sub-layer `f_i`: a sequence of fresh layers built from the meta-layer's templates."""
+
+    def __init__(self, layers: Sequence[keras.layers.Layer], **kwargs):
+        super().__init__(**kwargs)
+        self.block_layers = list(layers)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.block_layers:
+            if not layer.built:
+                layer.build(shape)
+            shape = tuple(layer.compute_output_shape(shape))
+        self.output_shape_ = shape
+
+    def call(self, inputs, training=None):
+        x = inputs
+        for layer in self.block_layers:
+            x = layer(x, training=training)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.block_layers:
+            shape = tuple(layer.compute_output_shape(shape))
+        return shape
+
+
+@keras.saving.register_keras_serializable(package="gdeeper")
+class GInfinity(keras.layers.Layer):
+    """A meta-layer whose number of residual sub-layers is learned through a trainable `w`.
+
+    Args:
+        block: the sub-layer `f_i`, a Keras layer or list of layers used as a template (every
+            sub-layer gets fresh weights), or a callable `index -> layer | list of layers`.
+            The block must map its input shape to the same shape.
+        h: idempotent step function applied after each merge: an activation name or callable
+            ("relu" by default; None or "linear" for identity).
+        w_init: initial value of `w`.
+        w_regularizer: L2 factor `lambda_w` for `lambda_w * w^2`, or any Keras regularizer.
+        block_regularizer: a regularizer applied to the weights chosen by `penalize`. Any
+            regularizer the block's own layers carry is applied as well. Every such penalty is
+            multiplied by the sub-layer's gate `delta_w(i + eps)`.
+        penalize: which weights `block_regularizer` applies to: "last" (the main weight of the
+            last parametrised layer: gamma for normalisation layers, else kernel), "all", or a
+            list of weight names such as ["kernel", "gamma"].
+        merge: "residual" (default) or "blend" (the original's `res_net_like=False`).
+        chunk: sub-layers are allocated this many at a time.
+        max_depth: the most sub-layers this meta-layer may allocate; passing it is an error.
+        alpha: the gate's stretch `a` in `ReLU(1 - exp(a (x - w)))`.
+        lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
+            comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
+            sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
+        allocated_depth: sub-layers to allocate at build time (set by saving a grown model).
+    """
+
+    def __init__(
+        self,
+        block: keras.layers.Layer | Sequence[keras.layers.Layer] | Callable | dict | list,
+        h: str | Callable | None = "relu",
+        w_init: float = 1.0,
+        w_regularizer: float | keras.regularizers.Regularizer | None = 1e-4,
+        block_regularizer: float | keras.regularizers.Regularizer | None = None,
+        penalize: str | Sequence[str] = "last",
+        merge: str = "residual",
+        chunk: int = 5,
+        max_depth: int = 1000,
+        alpha: float = 1.0,
+        lookahead: float = 0.05,
+        hysteresis: float = 0.25,
+        allocated_depth: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        name = self.name
+        if (
+            isinstance(w_init, bool)
+            or not isinstance(w_init, (int, float))
+            or not math.isfinite(w_init)
+        ):
+            raise ValueError(
+                f"GInfinity '{name}': w_init must be a finite number, got w_init={w_init!r}"
+            )
+        if merge not in MERGES:
+            raise ValueError(
+                f"GInfinity '{name}': merge must be one of {MERGES}, got merge={merge!r}"
+            )
+        for argument, value, low in (("chunk", chunk, 1), ("max_depth", max_depth, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(
+                    f"GInfinity '{name}': {argument} must be an integer >= {low}, "
+                    f"got {argument}={value!r}"
+                )
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
+            raise ValueError(f"GInfinity '{name}': alpha must be a number > 0, got alpha={alpha!r}")
+        if not 0 <= lookahead < 1:
+            raise ValueError(
+                f"GInfinity '{name}': lookahead must be in [0, 1), got lookahead={lookahead!r}"
+            )
+        if not 0 <= hysteresis < 1:
+            raise ValueError(
+                f"GInfinity '{name}': hysteresis must be in [0, 1), got hysteresis={hysteresis!r}"
+            )
+        if allocated_depth is not None and (
+            not isinstance(allocated_depth, int) or not 0 <= allocated_depth <= max_depth
+        ):
+            raise ValueError(
+                f"GInfinity '{name}': allocated_depth must be an integer in "
+                f"[0, max_depth={max_depth}], got allocated_depth={allocated_depth!r}"
+            )
+        if isinstance(penalize, str):
+            if penalize not in ("last", "all"):
+                raise ValueError(
+                    f"GInfinity '{name}': penalize must be 'last', 'all' or a list of "
+                    f"weight names, got penalize={penalize!r}"
+                )
+        elif not all(isinstance(p, str) for p in penalize):
+            raise ValueError(
+                f"GInfinity '{name}': penalize must be 'last', 'all' or a list of "
+                f"weight names, got penalize={penalize!r}"
+            )
+
+        self._block_configs, self._block_factory = self._parse_block(block)
+        self.h_identifier = h
+        self._h = keras.activations.get(h if h is not None else "linear")
+        self.w_init = float(w_init)
+        self.w_regularizer = _as_regularizer(w_regularizer, "w_regularizer", name)
+        self.block_regularizer = _as_regularizer(block_regularizer, "block_regularizer", name)
+        self.penalize = penalize if isinstance(penalize, str) else list(penalize)
+        self.merge = merge
+        self.chunk = chunk
+        self.max_depth = max_depth
+        self.alpha = float(alpha)
+        self.lookahead = float(lookahead)
+        self.hysteresis = float(hysteresis)
+        self._requested_allocation = allocated_depth
+
+        self.sublayers: list[_Block] = []
+        # Plain (untracked) lists: the variables in `_penalties` belong to the sub-layers and must
+        # not be tracked a second time as this layer's own.
+        object.__setattr__(self, "_penalties", [])
+        object.__setattr__(self, "_block_sizes", [])  # trainable parameters of each sub-layer
+        self._computed_depth = 0
+        self._input_shape: tuple | None = None
+        # Set by DepthCallback/update_depths: someone is steering growth between steps.
+        self.depth_controlled = False
+        self._warned_uncontrolled = False
+        self.growth_events = 0
+        self.retraces = 0
+
+    # ----------------------------------------------------------------------------------- config
+    def _parse_block(self, block):
+        if isinstance(block, keras.layers.Layer):
+            block = [block]
+        if callable(block) and not isinstance(block, (list, tuple)):
+            return None, block
+        if isinstance(block, dict):
+            block = [block]
+        if not isinstance(block, (list, tuple)) or not block:
+            raise ValueError(
+                f"GInfinity '{self.name}': block must be a Keras layer, a non-empty "
+                f"list of layers or a callable index -> layer(s), got block={block!r}"
+            )
+        configs = []
+        for item in block:
+            if isinstance(item, dict):
+                configs.append(item)
+            elif isinstance(item, keras.layers.Layer):
+                configs.append(keras.saving.serialize_keras_object(item))
+            else:
+                raise ValueError(
+                    f"GInfinity '{self.name}': every block entry must be a Keras "
+                    f"layer, got {item!r}"
+                )
+        return configs, None
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        if self._block_factory is not None:
+            block = keras.saving.serialize_keras_object(self._block_factory)
+        else:
+            block = list(self._block_configs)
+        config.update(
+            {
+                "block": block,
+                "h": keras.activations.serialize(self._h)
+                if self.h_identifier is not None
+                else None,
+                "w_init": self.w_init,
+                "w_regularizer": keras.saving.serialize_keras_object(self.w_regularizer),
+                "block_regularizer": keras.saving.serialize_keras_object(self.block_regularizer),
+                "penalize": self.penalize,
+                "merge": self.merge,
+                "chunk": self.chunk,
+                "max_depth": self.max_depth,
+                "alpha": self.alpha,
+                "lookahead": self.lookahead,
+                "hysteresis": self.hysteresis,
+                "allocated_depth": len(self.sublayers)
+                if self.built
+                else self._requested_allocation,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict):
+        config = dict(config)
+        block = config.pop("block")
+        if isinstance(block, dict):  # a serialized factory function
+            block = keras.saving.deserialize_keras_object(block)
+        for key in ("w_regularizer", "block_regularizer"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(block=block, **config)
+
+    # ------------------------------------------------------------------------------------ state
+    def build(self, input_shape):
+        self._input_shape = tuple(input_shape)
+        self.w = self.add_weight(
+            name="w",
+            shape=(),
+            initializer=keras.initializers.Constant(self.w_init),
+            regularizer=self.w_regularizer,
+            trainable=True,
+        )
+        self._computed_depth = self.target_depth(self.w_init)
+        wanted = max(self._computed_depth, 1)
+        allocation = self._round_up(wanted)
+        if self._requested_allocation is not None:
+            allocation = max(allocation, self._requested_allocation)
+        self._allocate(allocation)
+        self._apply_trainable()
+
+    def _round_up(self, depth: int) -> int:
+        return min(self.max_depth, self.chunk * math.ceil(depth / self.chunk))
+
+    def _make_block_layers(self, index: int) -> list[keras.layers.Layer]:
+        if self._block_factory is not None:
+            made = self._block_factory(index)
+            layers = [made] if isinstance(made, keras.layers.Layer) else list(made)
+            for layer in layers:
+                if not isinstance(layer, keras.layers.Layer):
+                    raise ValueError(
+                        f"GInfinity '{self.name}': the block factory must return "
+                        f"Keras layers, got {layer!r} for sub-layer {index}"
+                    )
+            return layers
+        layers = []
+        for position, config in enumerate(self._block_configs):
+            config = {**config, "config": dict(config["config"])}
+            base = config["config"].get("name") or config.get("class_name", "layer").lower()
+            config["config"]["name"] = f"{self.name}_{index}_{position}_{base}"
+            layers.append(keras.saving.deserialize_keras_object(config))
+        return layers
+
+    def _allocate(self, depth: int) -> int:
+        """Create sub-layers up to index `depth - 1`; returns how many were added."""
+        if depth > self.max_depth:
+            raise DepthLimitError(
+                f"GInfinity '{self.name}': w needs {depth} sub-layers but max_depth="
+                f"{self.max_depth}; raise max_depth or the w penalty (w_regularizer)"
+            )
+        added = 0
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            while len(self.sublayers) < depth:
+                index = len(self.sublayers)
+                block = _Block(self._make_block_layers(index), name=f"{self.name}_block_{index}")
+                block.build(self._input_shape)
+                if tuple(block.output_shape_[1:]) != tuple(self._input_shape[1:]):
+                    names = ", ".join(layer.__class__.__name__ for layer in block.block_layers)
+                    raise ValueError(
+                        f"GInfinity '{self.name}': sub-layer {index} ({names}) maps shape "
+                        f"{self._input_shape} to {block.output_shape_}; a block must keep its "
+                        "input shape"
+                    )
+                self.sublayers.append(block)
+                self._penalties.append(self._take_penalties(block))
+                self._block_sizes.append(
+                    sum(int(math.prod(v.shape)) for v in block.trainable_weights)
+                )
+                added += 1
+        finally:
+            if locked:
+                self._tracker.lock()
+        return added
+
+    def _take_penalties(self, block: _Block) -> list[tuple[keras.Variable, Callable]]:
+        """Move the block's weight regularizers here, where they are multiplied by the gate."""
+        penalties = []
+        for layer in block.block_layers:
+            for variable in layer.trainable_weights:
+                if variable.regularizer is not None:
+                    penalties.append((variable, variable.regularizer))
+                    variable.regularizer = None
+        if self.block_regularizer is not None:
+            for variable in self._penalized_weights(block):
+                penalties.append((variable, self.block_regularizer))
+        return penalties
+
+    def _penalized_weights(self, block: _Block) -> list[keras.Variable]:
+        if self.penalize == "all":
+            return list(block.trainable_weights)
+        if self.penalize == "last":
+            for layer in reversed(block.block_layers):
+                weights = {v.name: v for v in layer.trainable_weights}
+                for name in _NORMALIZATION_WEIGHTS:
+                    if name in weights:
+                        return [weights[name]]
+                if weights:
+                    return [next(iter(weights.values()))]
+            return []
+        return [v for v in block.trainable_weights if v.name in self.penalize]
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        keras.layers.Layer.trainable.fset(self, value)
+        self._apply_trainable()
+
+    def _apply_trainable(self) -> None:
+        # Sub-layers beyond the computed depth get no gradient; marking them non-trainable keeps
+        # the optimizer (and its momentum) off them on every backend.
+        for index, block in enumerate(getattr(self, "sublayers", [])):
+            wanted = self._trainable and index < self._computed_depth
+            if block.trainable != wanted:
+                block.trainable = wanted
+
+    # ------------------------------------------------------------------------------------ depth
+    @property
+    def allocated_depth(self) -> int:
+        return len(self.sublayers)
+
+    @property
+    def computed_depth(self) -> int:
+        return self._computed_depth
+
+    def read_w(self) -> float:
+        return float(ops.convert_to_numpy(self.w.value))
+
+    @staticmethod
+    def active_depth_for(w: float) -> int:
+        return max(0, math.ceil(w))
+
+    def target_depth(self, w: float, current: int | None = None) -> int:
+        """The computed depth for `w`, with hysteresis around the `current` one."""
+        fresh = max(0, math.ceil(w + self.lookahead))
+        if current is None:
+            return fresh
+        if w > current - self.lookahead:  # w is about to cross the top computed index: grow
+            return max(fresh, current)
+        if w < current - 1 - self.hysteresis:  # w is well below the top index: shrink
+            return fresh
+        return current
+
+    def set_depth(self, w: float) -> tuple[bool, int]:
+        """Align the computed depth (and allocation) with `w`.
+
+        Returns (whether the traced functions must be rebuilt, sub-layers newly allocated).
+        """
+        if not math.isfinite(w):
+            raise FloatingPointError(f"GInfinity '{self.name}': w became {w}; training diverged")
+        depth = self.target_depth(w, self._computed_depth)
+        needed = self.active_depth_for(w)
+        if needed > self.max_depth:
+            raise DepthLimitError(
+                f"GInfinity '{self.name}': w={w:.4g} needs {needed} sub-layers but max_depth="
+                f"{self.max_depth}; raise max_depth or the w penalty (w_regularizer)"
+            )
+        depth = min(depth, self.max_depth)
+        added = 0
+        if depth > len(self.sublayers):
+            added = self._allocate(self._round_up(depth))
+            self.growth_events += 1
+        changed = depth != self._computed_depth
+        if changed:
+            self._computed_depth = depth
+            self._apply_trainable()
+        return changed, added
+
+    def _refresh_depth_if_eager(self) -> None:
+        try:
+            w = self.read_w()
+        except Exception:  # symbolic or traced: the computed depth stays as steered
+            return
+        self.set_depth(w)
+
+    # ------------------------------------------------------------------------------------- call
+    def call(self, inputs, training=None):
+        self._refresh_depth_if_eager()
+        if training and not self.depth_controlled and not self._warned_uncontrolled:
+            self._warned_uncontrolled = True
+            warnings.warn(
+                f"GInfinity '{self.name}' is being trained without gdeeper.DepthCallback (or "
+                f"gdeeper.update_depths after each step): its depth cannot follow w beyond "
+                f"{self._computed_depth} computed / {len(self.sublayers)} allocated sub-layers. "
+                "Pass callbacks=[gdeeper.DepthCallback()] to fit().",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        w = ops.cast(self.w, self.compute_dtype)
+        x = inputs
+        penalty = None
+        for index in range(self._computed_depth):
+            gate = delta(float(index), w, self.alpha)
+            update = self.sublayers[index](x, training=training)
+            if self.merge == "residual":
+                x = x + update * gate
+            else:
+                x = x * (1.0 - gate) + update * gate
+            x = self._h(x)
+            if self._penalties[index]:
+                factor = shifted_delta(index, ops.cast(self.w, "float32"), self.alpha)
+                terms = [regularizer(variable) for variable, regularizer in self._penalties[index]]
+                term = factor * ops.sum(ops.stack([ops.cast(t, "float32") for t in terms]))
+                penalty = term if penalty is None else penalty + term
+        if self._computed_depth == 0:
+            x = self._h(x)
+        if penalty is not None:
+            self.add_loss(penalty)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # ------------------------------------------------------------------------------- telemetry
+    def parameter_counts(self, w: float | None = None) -> tuple[int, int]:
+        """(parameters in use, allocated but unused) for the current or given `w`."""
+        active = self.active_depth_for(self.read_w() if w is None else w)
+        in_use = sum(self._block_sizes[:active]) + 1
+        return in_use, sum(self._block_sizes[active:])

@@ -1,0 +1,62 @@
+"""Depth telemetry: what each meta-layer of a model uses, and what it merely carries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from gdeeper.layer import GInfinity
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthInfo:
+    """One meta-layer's depth: `w`, the sub-layers it uses, computes and has allocated."""
+
+    w: float
+    active_depth: int  # max(0, ceil(w)): sub-layers that influence the output
+    computed_depth: int  # sub-layers evaluated per step (>= active, hysteresis)
+    allocated_depth: int  # sub-layers that exist
+    params_in_use: int  # trainable parameters of the active sub-layers, plus w
+    params_unused: int  # trainable parameters allocated beyond the active depth
+    growth_events: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def meta_layers(model: keras.layers.Layer) -> list[GInfinity]:
+    """Every `GInfinity` inside `model` (itself included), in model order."""
+    if isinstance(model, GInfinity):
+        return [model]
+    return [
+        layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GInfinity)
+    ]
+
+
+def _sync_jax_state(model) -> None:
+    # Under JAX, fit() keeps variable values outside the Variable objects between epochs.
+    sync = getattr(model, "jax_state_sync", None)
+    if callable(sync):
+        sync()
+
+
+def depths(model: keras.layers.Layer) -> dict[str, DepthInfo]:
+    """Per meta-layer of `model`: `w`, active / computed / allocated depth and parameter counts."""
+    _sync_jax_state(model)
+    report = {}
+    for layer in meta_layers(model):
+        if not layer.built:
+            continue
+        w = layer.read_w()
+        in_use, unused = layer.parameter_counts(w)
+        report[layer.name] = DepthInfo(
+            w=w,
+            active_depth=layer.active_depth_for(w),
+            computed_depth=layer.computed_depth,
+            allocated_depth=layer.allocated_depth,
+            params_in_use=in_use,
+            params_unused=unused,
+            growth_events=layer.growth_events,
+        )
+    return report
