@@ -21,6 +21,7 @@ xor: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q -m both_backends
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(STAMP)

@@ -280,7 +280,13 @@ class GInfinity(keras.layers.Layer):
             regularizer=self.w_regularizer,
             trainable=True,
         )
-        self._computed_depth = self.target_depth(self.w_init)
+        needed = self.active_depth_for(self.w_init)
+        if needed > self.max_depth:
+            raise DepthLimitError(
+                f"GInfinity '{self.name}': w_init={self.w_init} needs {needed} sub-layers but "
+                f"max_depth={self.max_depth}"
+            )
+        self._computed_depth = min(self.target_depth(self.w_init), self.max_depth)
         wanted = max(self._computed_depth, 1)
         allocation = self._round_up(wanted)
         if self._requested_allocation is not None:
@@ -405,6 +411,8 @@ class GInfinity(keras.layers.Layer):
 
     def target_depth(self, w: float, current: int | None = None) -> int:
         """The computed depth for `w`, with hysteresis around the `current` one."""
+        if not math.isfinite(w):
+            raise FloatingPointError(f"GInfinity '{self.name}': w became {w}; training diverged")
         fresh = max(0, math.ceil(w + self.lookahead))
         if current is None:
             return fresh
@@ -419,8 +427,6 @@ class GInfinity(keras.layers.Layer):
 
         Returns (whether the traced functions must be rebuilt, sub-layers newly allocated).
         """
-        if not math.isfinite(w):
-            raise FloatingPointError(f"GInfinity '{self.name}': w became {w}; training diverged")
         depth = self.target_depth(w, self._computed_depth)
         needed = self.active_depth_for(w)
         if needed > self.max_depth:

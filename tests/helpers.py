@@ -1,0 +1,59 @@
+"""Backend-specific test helpers (the library itself never imports a backend directly)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def gradients_wrt_all(model: keras.Model, x, y, loss_fn) -> dict[int, np.ndarray]:
+    """d loss / d v for every variable of `model`, trainable or not, keyed by id(variable).
+
+    Variables that do not take part in the computation get an exact zero gradient.
+    """
+    variables = model.trainable_variables + model.non_trainable_variables
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            for variable in variables:
+                tape.watch(variable.value)
+            loss = loss_fn(y, model(x, training=False))
+        grads = tape.gradient(
+            loss, [v.value for v in variables], unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        return {id(v): np.asarray(g) for v, g in zip(variables, grads)}
+    if backend() == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        fixed = [v.value for v in model.non_trainable_variables]
+
+        def loss_of(trainable, fixed):
+            out, _ = model.stateless_call(trainable, fixed, x, training=False)
+            return loss_fn(y, out)
+
+        g_trainable, g_fixed = jax.grad(loss_of, argnums=(0, 1))(trainable, fixed)
+        pairs = zip(variables, list(g_trainable) + list(g_fixed))
+        return {id(v): np.asarray(g) for v, g in pairs}
+    raise NotImplementedError(backend())
+
+
+def scalar_derivative(fn, at: float) -> float:
+    """d fn(t) / dt at `at`, through the backend's autodiff."""
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        t = tf.Variable(at, dtype="float32")
+        with tf.GradientTape() as tape:
+            value = fn(t)
+        return float(tape.gradient(value, t))
+    if backend() == "jax":
+        import jax
+
+        return float(jax.grad(lambda t: fn(t))(np.float32(at)))
+    raise NotImplementedError(backend())
