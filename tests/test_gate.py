@@ -2,10 +2,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import scalar_derivative
 from keras import ops
 
 from gdeeper import delta, shifted_delta
+from helpers import scalar_derivative
 
 pytestmark = pytest.mark.both_backends
 

@@ -4,10 +4,10 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from helpers import gradients_wrt_all
 
 import gdeeper
 from gdeeper import DepthLimitError, GammaRegularizedBatchNorm, GInfinity, ShiftedL2
+from helpers import gradients_wrt_all
 
 pytestmark = pytest.mark.both_backends
 
@@ -218,7 +218,7 @@ def test_shape_changing_block_is_refused():
     ],
 )
 def test_bad_hyperparameters_are_refused(kwargs, fragment):
-    with pytest.raises(ValueError, match=".*") as error:
+    with pytest.raises(ValueError) as error:
         GInfinity(keras.layers.Dense(2), **kwargs)
     assert fragment in str(error.value)
 
