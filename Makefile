@@ -34,3 +34,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+
+bench: $(STAMP)
+	cd bench && ../$(BIN)/python run_all.py

@@ -1,0 +1,153 @@
+"""Benchmarks 1 and 2: the meta-layer's cost against plain Keras, and the cost of allocation.
+
+1. Training-step time of a model with one GInfinity at active depth k against a plain Keras
+   model with k hand-written residual blocks of the same math (gates as constants), same backend,
+   batch and steps_per_execution, interleaved in one process. Target: ratio <= 1.10.
+2. The same GInfinity model with 5 vs 25 allocated sub-layers at the same active depth.
+   Target: ratio <= 1.05.
+
+Run: python bench/overhead.py [--quick]; KERAS_BACKEND picks the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import keras
+import numpy as np
+
+import gdeeper
+from common import interleaved, median, table, write
+from models import SHAPES, data, gdeeper_model, loss_for, plain_model
+
+SETTINGS = {
+    # shape: (steps per measured fit, steps_per_execution, repetitions)
+    "xor": (200, 25, 7),
+    "conv": (6, 3, 3),
+}
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Wall time between consecutive executions, measured after every other callback ran."""
+
+    def on_train_begin(self, logs=None):
+        self.marks = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.marks.append(time.perf_counter())
+
+
+def make_case(model, x, y, batch, spe, extra_callbacks):
+    timer = StepTimer()
+    callbacks = [*extra_callbacks, timer]
+    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
+
+    def case() -> float:
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
+        gaps = np.diff(timer.marks)
+        return float(np.median(gaps)) / spe  # seconds per training step
+
+    return case
+
+
+def compile_model(model, shape_name, spe):
+    model.compile(keras.optimizers.Adam(), loss_for(shape_name), steps_per_execution=spe)
+    return model
+
+
+def run(shapes: list[str], depths: list[int], repeats: int) -> dict:
+    results = {"overhead": [], "allocation": []}
+    for shape_name in shapes:
+        _, batch = SHAPES[shape_name]
+        steps, spe, default_repeats = SETTINGS[shape_name]
+        repeats = repeats or default_repeats
+        x, y = data(shape_name, steps * batch)
+        for depth in depths:
+            keras.utils.set_random_seed(0)
+            ours = compile_model(gdeeper_model(shape_name, depth), shape_name, spe)
+            plain = compile_model(plain_model(shape_name, depth), shape_name, spe)
+            cases = {
+                "gdeeper": make_case(ours, x, y, batch, spe, [gdeeper.DepthCallback()]),
+                "plain": make_case(plain, x, y, batch, spe, []),
+            }
+            times = interleaved(cases, repeats)
+            ratio = median(times["gdeeper"]) / median(times["plain"])
+            results["overhead"].append(
+                {
+                    "shape": shape_name,
+                    "depth": depth,
+                    "batch": batch,
+                    "steps_per_execution": spe,
+                    "seconds_per_step": times,
+                    "median_gdeeper": median(times["gdeeper"]),
+                    "median_plain": median(times["plain"]),
+                    "ratio": ratio,
+                    "target": 1.10,
+                    "met": ratio <= 1.10,
+                }
+            )
+            print(f"[overhead] {shape_name} k={depth}: ratio {ratio:.3f}", flush=True)
+        depth = 3
+        keras.utils.set_random_seed(0)
+        five = compile_model(gdeeper_model(shape_name, depth, chunk=5), shape_name, spe)
+        many = compile_model(gdeeper_model(shape_name, depth, chunk=25), shape_name, spe)
+        cases = {
+            "allocated_5": make_case(five, x, y, batch, spe, [gdeeper.DepthCallback()]),
+            "allocated_25": make_case(many, x, y, batch, spe, [gdeeper.DepthCallback()]),
+        }
+        times = interleaved(cases, repeats)
+        ratio = median(times["allocated_25"]) / median(times["allocated_5"])
+        results["allocation"].append(
+            {
+                "shape": shape_name,
+                "depth": depth,
+                "seconds_per_step": times,
+                "median_5": median(times["allocated_5"]),
+                "median_25": median(times["allocated_25"]),
+                "ratio": ratio,
+                "target": 1.05,
+                "met": ratio <= 1.05,
+            }
+        )
+        print(f"[allocation] {shape_name}: ratio {ratio:.3f}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, XOR only")
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    shapes = ["xor"] if args.quick else ["xor", "conv"]
+    repeats = args.repeats or (3 if args.quick else None)
+    results = run(shapes, [1, 3, 5], repeats)
+    rows = [
+        [
+            r["shape"],
+            r["depth"],
+            f"{r['median_gdeeper'] * 1e3:.2f}",
+            f"{r['median_plain'] * 1e3:.2f}",
+            f"{r['ratio']:.3f}",
+            "yes" if r["met"] else "NO",
+        ]
+        for r in results["overhead"]
+    ]
+    print(table(rows, ["shape", "k", "gdeeper ms/step", "plain ms/step", "ratio", "<=1.10"]))
+    rows = [
+        [
+            r["shape"],
+            r["depth"],
+            f"{r['median_5'] * 1e3:.2f}",
+            f"{r['median_25'] * 1e3:.2f}",
+            f"{r['ratio']:.3f}",
+            "yes" if r["met"] else "NO",
+        ]
+        for r in results["allocation"]
+    ]
+    print(table(rows, ["shape", "k", "5 alloc ms/step", "25 alloc ms/step", "ratio", "<=1.05"]))
+    print("wrote", write("overhead", {"settings": SETTINGS, **results}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""`make bench`: every benchmark on TensorFlow and on JAX, then one summary table.
+
+Each benchmark runs in its own process (Keras fixes the backend per process) and writes
+`bench/results/<name>-<backend>.json`; this script reads them back into
+`bench/results/summary.json` and prints ratios against their targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+BACKENDS = ("tensorflow", "jax")
+SCRIPTS = ("overhead.py", "original_loop.py", "growth_cost.py")
+
+
+def run(script: str, backend: str, extra: list[str]) -> float:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start = time.perf_counter()
+    print(f"== {script} on {backend}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script), *extra], env=env, cwd=HERE, check=True)
+    return time.perf_counter() - start
+
+
+def load(name: str, backend: str) -> dict:
+    return json.loads((RESULTS / f"{name}-{backend}.json").read_text())
+
+
+def summarize(wall: dict) -> dict:
+    rows, summary = [], {"wall_seconds": wall, "checks": []}
+
+    def check(backend, what, value, target, met, unit=""):
+        summary["checks"].append(
+            {"backend": backend, "what": what, "value": value, "target": target, "met": met}
+        )
+        rows.append(
+            f"{backend:<10} {what:<42} {value:>9.3f}{unit:<3} {target:<8} "
+            f"{'met' if met else 'MISSED'}"
+        )
+
+    for backend in BACKENDS:
+        overhead = load("overhead", backend)
+        for r in overhead["overhead"]:
+            check(
+                backend,
+                f"overhead {r['shape']} k={r['depth']} (ours/plain)",
+                r["ratio"],
+                "<= 1.10",
+                r["met"],
+            )
+        for r in overhead["allocation"]:
+            check(
+                backend,
+                f"allocation {r['shape']} 25 vs 5 allocated",
+                r["ratio"],
+                "<= 1.05",
+                r["met"],
+            )
+        for r in load("original_loop", backend)["results"]:
+            check(
+                backend,
+                f"vs original loop {r['shape']} ({r['unit']})",
+                r["ratio"],
+                f">= {r['target']}",
+                r["met"],
+                "x",
+            )
+        growth = load("growth_cost", backend)
+        check(backend, "growth event (s)", growth["median_event_cost"], "< 2 s", growth["met"])
+    speeds = {}
+    for backend in BACKENDS:
+        loop = {r["shape"]: r for r in load("original_loop", backend)["results"]}
+        speeds[backend] = {
+            "xor_steps_per_s": loop["xor"]["gdeeper"],
+            "mnist_images_per_s": loop.get("mnist", {}).get("gdeeper"),
+        }
+    summary["speeds"] = speeds
+    print("\n".join(rows))
+    for backend, values in speeds.items():
+        print(
+            f"{backend:<10} XOR (k=3) {values['xor_steps_per_s']:.0f} steps/s, "
+            f"MNIST shape (1,2,1) {values['mnist_images_per_s'] or float('nan'):.0f} images/s"
+        )
+    return summary
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    wall = {}
+    for backend in BACKENDS:
+        for script in SCRIPTS:
+            extra = ["--quick"] if quick and script != "growth_cost.py" else []
+            wall[f"{script}:{backend}"] = run(script, backend, extra)
+    summary = summarize(wall)
+    summary["total_wall_seconds"] = sum(wall.values())
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"total {summary['total_wall_seconds']:.0f} s; wrote {RESULTS / 'summary.json'}")
+
+
+if __name__ == "__main__":
+    main()
