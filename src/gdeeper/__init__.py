@@ -23,6 +23,11 @@ _EXPORTS = {
     "depths": "gdeeper.telemetry",
     "DepthInfo": "gdeeper.telemetry",
     "meta_layers": "gdeeper.telemetry",
+    "load_model": "gdeeper.saving",
+    "load_weights": "gdeeper.saving",
+    "ModelLoadError": "gdeeper.saving",
+    "to_fixed_depth": "gdeeper.export",
+    "prune": "gdeeper.export",
 }
 __all__ = [*sorted(_EXPORTS), "__version__", "load_keras_objects"]
 

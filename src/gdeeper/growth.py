@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import keras
+from keras import ops
 
 from gdeeper.layer import GInfinity
 from gdeeper.telemetry import _sync_jax_state, meta_layers
@@ -17,28 +18,37 @@ def _optimizer_of(model):
 
 
 def extend_optimizer(model: keras.Model) -> bool:
-    """Make `model.optimizer` cover every trainable variable, keeping all existing state.
+    """Make `model.optimizer` cover exactly the model's trainable variables, keeping their state.
 
     A built Keras optimizer refuses variables it was not built with, so a new optimizer of the
-    same configuration is built over the old variables plus the new ones, and every slot
-    (moments, accumulators, iteration count, learning-rate state) is copied over by name.
-    Returns whether the optimizer was replaced.
+    same configuration is built over the model's trainable variables, and every slot (moments,
+    accumulators, iteration count, learning-rate state) of a variable it already covered is
+    copied over by name. Slots of variables that stopped being trained (sub-layers beyond a
+    shrunken computed depth) are dropped. Keeping the optimizer's variables equal to
+    `model.trainable_variables`, in the model's order, is what lets a saved model be loaded:
+    Keras rebuilds the optimizer over `model.trainable_variables` and restores its state by
+    position. Returns whether the optimizer was replaced.
     """
     optimizer = _optimizer_of(model)
     if optimizer is None:
         return False
-    known = optimizer._trainable_variables_indices
-    missing = [v for v in model.trainable_variables if optimizer._var_key(v) not in known]
-    if not missing:
+    wanted = list(model.trainable_variables)
+    current = [optimizer._var_key(v) for v in optimizer._trainable_variables]
+    if current == [optimizer._var_key(v) for v in wanted]:
         return False
     replacement = type(optimizer).from_config(optimizer.get_config())
-    replacement.build(list(optimizer._trainable_variables) + missing)
+    replacement.build(wanted)
     old = {variable.path: variable for variable in optimizer.variables}
     for variable in replacement.variables:
         source = old.get(variable.path)
         if source is not None:
-            variable.assign(source.value)
+            # A copy, not the same array: under JAX, training donates (deletes) the buffers of
+            # the variables it updates, which would leave the old optimizer holding dead arrays.
+            variable.assign(ops.copy(source.value))
     model.optimizer = replacement
+    compile_config = getattr(model, "_compile_config", None)
+    if compile_config is not None and compile_config.config.get("optimizer") is optimizer:
+        compile_config.config["optimizer"] = replacement  # what model.save records
     return True
 
 

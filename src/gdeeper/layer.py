@@ -12,11 +12,14 @@ Growth beyond the allocated sub-layers happens between training steps (see `grow
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import warnings
 from collections.abc import Callable, Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 from gdeeper.gate import delta, shifted_delta
@@ -107,7 +110,16 @@ class GInfinity(keras.layers.Layer):
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
-        allocated_depth: sub-layers to allocate at build time (set by saving a grown model).
+        seed: sub-layer `i` is created with Python's RNG (from which Keras draws the default
+            seeds of initializers and dropout) seeded from (`seed`, `i`), so its initial weights
+            do not depend on when it is grown: a resumed run grows the same sub-layers as an
+            uninterrupted one. None draws a seed from Python's RNG (reproducible under
+            `keras.utils.set_random_seed`); the config records it.
+        allocated_depth, computed_depth: sub-layers to allocate and to compute at build time.
+            Set by the config of a grown model, so that a loaded model has the same sub-layers,
+            the same trainable ones (which the saved optimizer state matches) and the same trace.
+            The weights file records both as well: loading weights into a model that has fewer
+            (or more) sub-layers first grows (or releases) sub-layers to match the file.
     """
 
     def __init__(
@@ -124,7 +136,9 @@ class GInfinity(keras.layers.Layer):
         alpha: float = 1.0,
         lookahead: float = 0.05,
         hysteresis: float = 0.25,
+        seed: int | None = None,
         allocated_depth: int | None = None,
+        computed_depth: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -157,12 +171,22 @@ class GInfinity(keras.layers.Layer):
             raise ValueError(
                 f"GInfinity '{name}': hysteresis must be in [0, 1), got hysteresis={hysteresis!r}"
             )
-        if allocated_depth is not None and (
-            not isinstance(allocated_depth, int) or not 0 <= allocated_depth <= max_depth
+        for argument, value in (
+            ("allocated_depth", allocated_depth),
+            ("computed_depth", computed_depth),
         ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_depth
+            ):
+                raise ValueError(
+                    f"GInfinity '{name}': {argument} must be an integer in "
+                    f"[0, max_depth={max_depth}], got {argument}={value!r}"
+                )
+        if seed is None:
+            seed = random.randrange(2**31)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(
-                f"GInfinity '{name}': allocated_depth must be an integer in "
-                f"[0, max_depth={max_depth}], got allocated_depth={allocated_depth!r}"
+                f"GInfinity '{name}': seed must be an integer >= 0 or None, got seed={seed!r}"
             )
         if isinstance(penalize, str):
             if penalize not in ("last", "all"):
@@ -189,7 +213,9 @@ class GInfinity(keras.layers.Layer):
         self.alpha = float(alpha)
         self.lookahead = float(lookahead)
         self.hysteresis = float(hysteresis)
+        self.seed = seed
         self._requested_allocation = allocated_depth
+        self._requested_computation = computed_depth
 
         self.sublayers: list[_Block] = []
         # Plain (untracked) lists: the variables in `_penalties` belong to the sub-layers and must
@@ -252,9 +278,13 @@ class GInfinity(keras.layers.Layer):
                 "alpha": self.alpha,
                 "lookahead": self.lookahead,
                 "hysteresis": self.hysteresis,
+                "seed": self.seed,
                 "allocated_depth": len(self.sublayers)
                 if self.built
                 else self._requested_allocation,
+                "computed_depth": self._computed_depth
+                if self.built
+                else self._requested_computation,
             }
         )
         return config
@@ -286,7 +316,10 @@ class GInfinity(keras.layers.Layer):
                 f"GInfinity '{self.name}': w_init={self.w_init} needs {needed} sub-layers but "
                 f"max_depth={self.max_depth}"
             )
-        self._computed_depth = min(self.target_depth(self.w_init), self.max_depth)
+        if self._requested_computation is not None:
+            self._computed_depth = self._requested_computation
+        else:
+            self._computed_depth = min(self.target_depth(self.w_init), self.max_depth)
         wanted = max(self._computed_depth, 1)
         allocation = self._round_up(wanted)
         if self._requested_allocation is not None:
@@ -316,6 +349,16 @@ class GInfinity(keras.layers.Layer):
             layers.append(keras.saving.deserialize_keras_object(config))
         return layers
 
+    @contextlib.contextmanager
+    def _seeded(self, index: int):
+        """Python's RNG seeded for sub-layer `index` (and restored afterwards)."""
+        state = random.getstate()
+        random.seed(f"gdeeper.GInfinity:{self.seed}:{index}")
+        try:
+            yield
+        finally:
+            random.setstate(state)
+
     def _allocate(self, depth: int) -> int:
         """Create sub-layers up to index `depth - 1`; returns how many were added."""
         if depth > self.max_depth:
@@ -329,8 +372,11 @@ class GInfinity(keras.layers.Layer):
         try:
             while len(self.sublayers) < depth:
                 index = len(self.sublayers)
-                block = _Block(self._make_block_layers(index), name=f"{self.name}_block_{index}")
-                block.build(self._input_shape)
+                with self._seeded(index):
+                    block = _Block(
+                        self._make_block_layers(index), name=f"{self.name}_block_{index}"
+                    )
+                    block.build(self._input_shape)
                 if tuple(block.output_shape_[1:]) != tuple(self._input_shape[1:]):
                     names = ", ".join(layer.__class__.__name__ for layer in block.block_layers)
                     raise ValueError(
@@ -348,6 +394,36 @@ class GInfinity(keras.layers.Layer):
             if locked:
                 self._tracker.lock()
         return added
+
+    def _release(self, depth: int) -> int:
+        """Drop the sub-layers from index `depth` on; returns how many were released."""
+        if depth < self._computed_depth:
+            raise ValueError(
+                f"GInfinity '{self.name}': cannot release sub-layers below the computed depth "
+                f"{self._computed_depth}, got depth={depth}"
+            )
+        released = 0
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            while len(self.sublayers) > depth:
+                self.sublayers.pop()  # untracks the sub-layer and its variables
+                self._penalties.pop()
+                self._block_sizes.pop()
+                released += 1
+        finally:
+            if locked:
+                self._tracker.lock()
+        return released
+
+    def prune(self) -> int:
+        """Release the sub-layers that `w` left behind; returns how many were released.
+
+        Keeps the computed sub-layers rounded up to a whole `chunk` (what a fresh build at this
+        depth allocates), so a `w` that grows again soon does not reallocate at once. The model's
+        traced functions and optimizer must follow; `gdeeper.prune(model)` does all of it.
+        """
+        return self._release(min(len(self.sublayers), self._round_up(max(self._computed_depth, 1))))
 
     def _take_penalties(self, block: _Block) -> list[tuple[keras.Variable, Callable]]:
         """Move the block's weight regularizers here, where they are multiplied by the gate."""
@@ -392,6 +468,72 @@ class GInfinity(keras.layers.Layer):
             wanted = self._trainable and index < self._computed_depth
             if block.trainable != wanted:
                 block.trainable = wanted
+
+    # ------------------------------------------------------------------------------ save / load
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        # The depth state travels with the weights, so a weights file can be loaded into a model
+        # of the same configuration that has fewer (or more) sub-layers.
+        store["allocated_depth"] = np.asarray(len(self.sublayers), dtype="int64")
+        store["computed_depth"] = np.asarray(self._computed_depth, dtype="int64")
+        # Keras does not save random-number state; the sub-layers' (dropout) is saved here so a
+        # resumed run draws the same masks as an uninterrupted one.
+        for index, state in enumerate(self._seed_states()):
+            store[f"seed_state_{index}"] = state.value
+
+    def load_own_variables(self, store):
+        keys = set(store.keys())
+        own = self._trainable_variables + self._non_trainable_variables
+        numbered = {key for key in keys if key.isdigit()}
+        if numbered != {str(i) for i in range(len(own))}:
+            raise ValueError(
+                f"GInfinity '{self.name}' has {len(own)} variable(s) of its own (w), but the "
+                f"saved state holds {sorted(keys)}"
+            )
+        allocated = int(store["allocated_depth"]) if "allocated_depth" in keys else None
+        computed = int(store["computed_depth"]) if "computed_depth" in keys else None
+        seeds = {key: store[key] for key in keys if key.startswith("seed_state_")}
+        for index, variable in enumerate(own):
+            variable.assign(store[str(index)])
+        self._restore_depth(self.read_w(), allocated, computed)
+        states = self._seed_states()
+        if seeds and len(seeds) == len(states):
+            for index, state in enumerate(states):
+                state.assign(seeds[f"seed_state_{index}"])
+
+    def _seed_states(self) -> list[keras.Variable]:
+        """The random-number states of the sub-layers (dropout), in sub-layer order."""
+        return [
+            generator.state
+            for block in self.sublayers
+            for layer in block._flatten_layers(include_self=True)
+            for generator in getattr(layer, "_seed_generators", [])
+        ]
+
+    def _restore_depth(self, w: float, allocated: int | None, computed: int | None) -> None:
+        """Match the saved sub-layers (grow or release), then compute what the saved model did.
+
+        Runs after `w` is loaded and before the sub-layers' own weights are: sub-layers grown
+        here are then filled from the file like the others.
+        """
+        if computed is None:  # no depth record: follow the loaded w
+            computed = min(self.target_depth(w, self._computed_depth), self.max_depth)
+        if allocated is None:
+            allocated = max(len(self.sublayers), self._round_up(max(computed, 1)))
+        if not 0 <= computed <= allocated:
+            raise ValueError(
+                f"GInfinity '{self.name}': inconsistent saved depth: computed_depth={computed}, "
+                f"allocated_depth={allocated}"
+            )
+        if allocated > self.max_depth:
+            raise DepthLimitError(
+                f"GInfinity '{self.name}': the saved layer has {allocated} sub-layers but this "
+                f"one allows max_depth={self.max_depth}; build it with max_depth >= {allocated}"
+            )
+        self._allocate(allocated)
+        self._computed_depth = computed
+        self._release(allocated)
+        self._apply_trainable()
 
     # ------------------------------------------------------------------------------------ depth
     @property
