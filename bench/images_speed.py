@@ -16,11 +16,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 
 EPOCH_IMAGES = 60_000
+
+
+class _ExecutionTimer:
+    """Wall time of every execution (`steps_per_execution` steps) of a `fit`."""
+
+    def __init__(self):
+        import keras
+
+        outer = self
+
+        class Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                outer.marks = [time.perf_counter()]
+
+            def on_train_batch_end(self, batch, logs=None):
+                outer.marks.append(time.perf_counter())
+
+        self.callback = Callback()
+        self.marks: list[float] = []
+
+    def durations(self) -> list[float]:
+        return [b - a for a, b in zip(self.marks, self.marks[1:])]
 
 
 def measure(args) -> list[dict]:
@@ -60,11 +83,20 @@ def measure(args) -> list[dict]:
                 x[:warm], y[:warm], batch_size=args.batch, epochs=1, verbose=0, callbacks=callbacks
             )
             compile_s = time.perf_counter() - start
+            timer = _ExecutionTimer()
             start = time.perf_counter()
             model.fit(
-                x, y, batch_size=args.batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks
+                x,
+                y,
+                batch_size=args.batch,
+                epochs=1,
+                verbose=0,
+                shuffle=False,
+                callbacks=[*callbacks, timer.callback],
             )
             seconds = time.perf_counter() - start
+            # The median execution is robust to other processes on a shared machine.
+            per_execution = statistics.median(timer.durations())
             layers = gdeeper.meta_layers(model)
             rows.append(
                 {
@@ -73,32 +105,33 @@ def measure(args) -> list[dict]:
                     "depths": [la.computed_depth for la in layers] if layers else list(depths),
                     "retraces": sum(la.retraces for la in layers),
                     "spe": spe,
-                    "jit": str(args.jit),
+                    "jit": str(model.jit_compile),
                     "images": len(x),
                     "seconds": seconds,
                     "first_execution_s": compile_s,
-                    "images_per_s": len(x) / seconds,
-                    "epoch_s": EPOCH_IMAGES * seconds / len(x),
+                    "images_per_s_mean": len(x) / seconds,
+                    "images_per_s": spe * args.batch / per_execution,
+                    "epoch_s": EPOCH_IMAGES * per_execution / (spe * args.batch),
+                    "load_avg_1min": os.getloadavg()[0],
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
-    header = (
-        f"{'backend':<11}{'model':<11}{'depths':<11}{'spe':>4}{'jit':>6}{'images':>8}"
-        f"{'img/s':>9}{'s/epoch(60k)':>14}{'1st exec s':>12}"
+HEADER = (
+    f"{'backend':<11}{'model':<11}{'depths':<8}{'spe':>4}{'jit':>6}{'images':>8}"
+    f"{'img/s':>8}{'(mean)':>8}{'s/epoch(60k)':>14}{'1st exec s':>12}{'load':>6}"
+)
+
+
+def format_row(r: dict) -> str:
+    depths = ",".join(str(d) for d in r["depths"])
+    return (
+        f"{r['backend']:<11}{r['model']:<11}{depths:<8}{r['spe']:>4}{r['jit']:>6}"
+        f"{r['images']:>8}{r['images_per_s']:>8.0f}{r['images_per_s_mean']:>8.0f}"
+        f"{r['epoch_s']:>14.0f}{r['first_execution_s']:>12.1f}{r['load_avg_1min']:>6.1f}"
     )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        depths = ",".join(str(d) for d in r["depths"])
-        print(
-            f"{r['backend']:<11}{r['model']:<11}{depths:<11}{r['spe']:>4}{r['jit']:>6}"
-            f"{r['images']:>8}{r['images_per_s']:>9.0f}{r['epoch_s']:>14.0f}"
-            f"{r['first_execution_s']:>12.1f}"
-        )
 
 
 def main() -> None:
@@ -129,20 +162,27 @@ def main() -> None:
         measure(args)
         return
     rows = []
+    print(HEADER, flush=True)
     for backend in args.backends:
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         child = [a for a in sys.argv[1:]]
         command = [sys.executable, os.path.abspath(__file__), *child, "--child"]
-        done = subprocess.run(command, env=env, capture_output=True, text=True)
-        for line in done.stdout.splitlines():
-            if line.startswith("{"):
-                rows.append(json.loads(line))
-        if done.returncode:
+        # Rows are shown as they come: a JAX run on a CPU takes minutes.
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as child_process:
+            for line in child_process.stdout:
+                if line.startswith("{"):
+                    rows.append(json.loads(line))
+                    print(format_row(rows[-1]), flush=True)
+            stderr = child_process.stderr.read()
+        if child_process.returncode:
             print(
-                f"{backend}: failed (exit {done.returncode})\n{done.stderr[-3000:]}",
+                f"{backend}: failed (exit {child_process.returncode})\n{stderr[-3000:]}",
                 file=sys.stderr,
             )
-    print_table(rows)
+    print(f"\nbatch {args.batch}, {args.steps} timed steps; img/s from the median execution,")
+    print("(mean) over the whole timed fit; load = 1-minute load average during the run")
 
 
 if __name__ == "__main__":

@@ -608,6 +608,7 @@ class GInfinity(keras.layers.Layer):
                 stacklevel=2,
             )
         w = ops.cast(self.w, self.compute_dtype)
+        w_float32 = ops.cast(self.w, "float32")  # penalties stay in float32 under mixed precision
         x = inputs
         penalty = None
         for index in range(self._computed_depth):
@@ -619,9 +620,8 @@ class GInfinity(keras.layers.Layer):
                 x = x * (1.0 - gate) + update * gate
             x = self._h(x)
             if self._penalties[index]:
-                factor = shifted_delta(index, ops.cast(self.w, "float32"), self.alpha)
-                terms = [regularizer(variable) for variable, regularizer in self._penalties[index]]
-                term = factor * ops.sum(ops.stack([ops.cast(t, "float32") for t in terms]))
+                term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
+                term = shifted_delta(index, w_float32, self.alpha) * ops.cast(term, "float32")
                 penalty = term if penalty is None else penalty + term
         if self._computed_depth == 0:
             x = self._h(x)
