@@ -1,0 +1,5 @@
+"""`python -m gdeeper` runs the `gdeeper` command."""
+
+from gdeeper.cli import main
+
+main()

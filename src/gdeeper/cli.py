@@ -1,0 +1,371 @@
+"""The `gdeeper` command: train, sweep and plot experiments.
+
+Thin by design: it parses, validates and calls `gdeeper.runner` functions. Keras is imported
+only by the commands that train or load models, so `gdeeper --help` and config errors are fast.
+Configuration errors print one line on stderr and exit with code 2, writing nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gdeeper.config import BACKENDS, ConfigError
+
+app = typer.Typer(
+    name="gdeeper",
+    help="Neural networks that learn their own depth: run the experiments of the original study.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+_ARGV: list[str] | None = None
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"gdeeper: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _command(ctx: typer.Context) -> list[str]:
+    if _ARGV is not None:
+        return list(_ARGV)
+    parts = ctx.command_path.split()
+    for key, value in ctx.params.items():
+        if value not in (None, False, [], ()):
+            parts.append(f"--{key.replace('_', '-')}={value}")
+    return parts
+
+
+def _check_backend(backend: str | None) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+
+
+def _overrides(
+    experiment: str | None,
+    steps: int | None,
+    seed: int | None,
+    active: int | None,
+    backend: str | None,
+    sets: list[str] | None,
+) -> list:
+    from gdeeper.config import parse_assignment
+
+    items = [parse_assignment(item) for item in sets or []]
+    if steps is not None:
+        items.append(("training.steps", steps))
+    if seed is not None:
+        items.append(("seed", seed))
+    if active is not None:
+        if experiment not in (None, "xor"):
+            raise ConfigError("--active applies to the xor experiment only")
+        items.append(("data.active", active))
+    if backend is not None:
+        items.append(("backend", backend))
+    return items
+
+
+# -------------------------------------------------------------------------------------- train
+@app.command()
+def train(
+    ctx: typer.Context,
+    experiment: Annotated[
+        str | None, typer.Argument(help="experiment to run (see `gdeeper experiments`)")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")] = None,
+    steps: Annotated[int | None, typer.Option(help="training steps")] = None,
+    active: Annotated[int | None, typer.Option(help="xor: number of active inputs")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of data and weights")] = None,
+    backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
+    out: Annotated[Path, typer.Option(help="output root")] = Path("outputs"),
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override any config value: KEY=VALUE (model.units=32)"),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print the final summary as one JSON object")
+    ] = False,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(hidden=True, help="exact (new) run directory")
+    ] = None,
+    quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
+) -> None:
+    """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/."""
+    from gdeeper.runner import train as runner
+
+    try:
+        _check_backend(backend)
+        if resume is not None:
+            if config is not None or sets or seed is not None or active is not None:
+                raise ConfigError(
+                    "--resume continues a run with its own config; only --steps may change"
+                )
+            if run_dir is not None:
+                raise ConfigError("--resume and --run-dir cannot be combined")
+            point = runner.load_resume_point(resume, steps)
+            resolved = point.config
+            if experiment is not None and experiment != resolved.experiment:
+                raise ConfigError(
+                    f"{resume} is a run of experiment {resolved.experiment!r}, not {experiment!r}"
+                )
+            if backend is not None and resolved.backend not in (None, backend):
+                raise ConfigError(
+                    f"{resume} was trained with the {resolved.backend} backend, not {backend}"
+                )
+            target = Path(resume)
+        else:
+            from gdeeper.runner.experiments import get_experiment, resolve_config
+
+            items = _overrides(experiment, steps, seed, active, backend, sets)
+            resolved = resolve_config(experiment, config, items)
+            label = get_experiment(resolved.experiment).run_label(resolved)
+            if run_dir is not None:
+                target = run_dir
+                if target.exists():
+                    raise ConfigError(f"run directory {target} already exists")
+            else:
+                from gdeeper.runner.rundir import fresh_run_path
+
+                target = fresh_run_path(out / resolved.experiment, label)
+        runner.prepare_backend(resolved.backend)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+
+    console = Console(stderr=True)
+    if not quiet:
+        verb = "resuming" if resume is not None else "training"
+        console.print(f"gdeeper: {verb} {resolved.experiment} in {target}", highlight=False)
+    try:
+        summary = runner.train(
+            resolved,
+            target,
+            resume=resume is not None,
+            command=_command(ctx),
+            console=console,
+            progress=not quiet,
+        )
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    if json_output:
+        typer.echo(json.dumps(_jsonable(summary)))
+    elif not quiet:
+        _print_summary(summary)
+    if summary["status"] != "completed":
+        message = summary.get("message") or summary["status"]
+        typer.echo(f"gdeeper: {message} (files kept in {target})", err=True)
+    raise typer.Exit(summary["exit_code"])
+
+
+def _jsonable(summary: dict) -> dict:
+    from gdeeper.runner.rundir import clean_json
+
+    return clean_json(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    console = Console()
+    table = Table(title=f"{summary['experiment']}: {summary['status']}", show_header=True)
+    table.add_column("")
+    table.add_column("value", justify="right")
+    final, best = summary.get("final") or {}, summary.get("best") or {}
+
+    def fmt(value, digits=4):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    table.add_row("steps", str(summary.get("steps")))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        if key in final:
+            table.add_row(f"final {key}", fmt(final[key]))
+    if "val_accuracy" in best:
+        table.add_row(
+            "best val_accuracy", f"{fmt(best['val_accuracy'])} (step {best['val_accuracy_step']})"
+        )
+    for name, info in (summary.get("meta_layers") or {}).items():
+        table.add_row(
+            f"w / depth of {name}",
+            f"{info['w']:.3f} / {info['active_depth']} (allocated {info['allocated_depth']})",
+        )
+    table.add_row("growth events", str(summary.get("growth_events")))
+    table.add_row("steps/second", fmt(summary.get("steps_per_second"), 1))
+    table.add_row("wall time", f"{summary.get('wall_seconds', 0):.1f} s")
+    console.print(table)
+    console.print(f"run directory: {summary['run_dir']}", highlight=False, soft_wrap=True)
+
+
+# -------------------------------------------------------------------------------------- sweep
+@app.command()
+def sweep(
+    ctx: typer.Context,
+    spec: Annotated[Path | None, typer.Argument(help="sweep spec (YAML)")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="seeds per point: a count (3) or a list (0,4,7)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="parallel runs (default: CPU cores)")] = None,
+    steps: Annotated[int | None, typer.Option(help="training steps of every run")] = None,
+    backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
+    sets: Annotated[
+        list[str] | None, typer.Option("--set", help="override for every run: KEY=VALUE")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="output root")] = Path("outputs"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the runs; start none")] = False,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue this sweep directory, skipping finished runs")
+    ] = None,
+    executor: Annotated[str, typer.Option(help="how runs are executed")] = "local",
+    reference: Annotated[
+        bool, typer.Option("--reference", help="plots include the original's curves")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Run a grid of configs (cartesian product x seeds) on local worker processes."""
+    from gdeeper.config import parse_assignment
+    from gdeeper.runner import sweep as sweeps
+
+    try:
+        _check_backend(backend)
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {workers}")
+        if executor not in sweeps.EXECUTORS:
+            known = ", ".join(sweeps.EXECUTORS)
+            raise ConfigError(f"unknown executor {executor!r} (known: {known})")
+        overrides = [parse_assignment(item) for item in sets or []]
+        if steps is not None:
+            overrides.append(("training.steps", steps))
+        if backend is not None:
+            overrides.append(("backend", backend))
+        if resume is not None and (spec is not None or seeds is not None or overrides):
+            raise ConfigError(
+                "--resume continues a sweep with its own spec: drop SPEC, --seeds, --set, "
+                "--steps and --backend"
+            )
+        if resume is None and spec is None:
+            raise ConfigError("give a sweep spec (e.g. configs/xor_sweep.yaml) or --resume DIR")
+        plan = sweeps.plan_sweep(
+            spec,
+            resume_dir=resume,
+            seeds=sweeps.parse_seeds(seeds) if seeds is not None else None,
+            overrides=overrides,
+            workers=workers,
+        )
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+
+    console = Console(stderr=True)
+    if dry_run:
+        _print_plan(plan)
+        raise typer.Exit(0)
+    where = resume if resume is not None else out / "sweeps" / plan.spec.name
+    console.print(
+        f"gdeeper: sweep {plan.spec.name}: {len(plan.runs)} runs, "
+        f"{plan.spec.workers or sweeps.default_workers()} workers -> {where}",
+        highlight=False,
+    )
+    result = sweeps.run_sweep(
+        plan,
+        out,
+        executor=executor,
+        command=_command(ctx),
+        console=console,
+        reference_plots=reference,
+    )
+    if json_output:
+        typer.echo(json.dumps(_jsonable(result)))
+    else:
+        summary_md = Path(result["sweep_dir"]) / "summary.md"
+        if summary_md.exists():
+            Console().print(summary_md.read_text(), highlight=False, markup=False, soft_wrap=True)
+        Console().print(
+            f"sweep directory: {result['sweep_dir']} ({result['wall_seconds']:.0f} s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result["status"] == "interrupted":
+        raise typer.Exit(130)
+    raise typer.Exit(1 if result["failed"] else 0)
+
+
+def _print_plan(plan) -> None:
+    console = Console()
+    table = Table(title=f"sweep {plan.spec.name}: {len(plan.runs)} runs (dry run)")
+    keys = list(plan.spec.grid)
+    table.add_column("run")
+    for key in [*keys, "seed"]:
+        table.add_column(key, justify="right")
+    table.add_column("steps", justify="right")
+    total = 0
+    for run in plan.runs:
+        run_steps = getattr(getattr(run.config, "training", None), "steps", None)
+        total += run_steps or 0
+        table.add_row(
+            run.name,
+            *[str(run.values.get(k)) for k in [*keys, "seed"]],
+            str(run_steps),
+        )
+    console.print(table)
+    workers = plan.spec.workers or os.cpu_count() or 1
+    console.print(
+        f"{len(plan.runs)} runs, {total} steps in all, {workers} workers", highlight=False
+    )
+
+
+# --------------------------------------------------------------------------------------- plot
+@app.command()
+def plot(
+    path: Annotated[Path, typer.Argument(help="a run or sweep directory")],
+    format: Annotated[str, typer.Option("--format", help="png or svg")] = "png",
+    reference: Annotated[
+        bool, typer.Option("--reference", help="add the original study's curves, dashed")
+    ] = False,
+) -> None:
+    """Draw w, validation accuracy and validation loss against steps into PATH/plots/."""
+    try:
+        from gdeeper.runner.plot import FORMATS, plot_path
+
+        if format not in FORMATS:
+            raise ConfigError(f"unknown plot format {format!r} (known: {', '.join(FORMATS)})")
+        written = plot_path(path, format, reference)
+        from gdeeper.runner.sweep import is_sweep_dir
+
+        if is_sweep_dir(path):
+            from gdeeper.runner.report import summarize_sweep
+
+            summarize_sweep(path)
+    except ConfigError as error:
+        raise _fail(str(error)) from None
+    for file in written:
+        typer.echo(str(file))
+
+
+# -------------------------------------------------------------------------------- experiments
+@app.command()
+def experiments() -> None:
+    """List the experiments gdeeper can run."""
+    from gdeeper.runner.experiments import EXPERIMENTS
+
+    table = Table(show_header=True)
+    table.add_column("experiment")
+    table.add_column("description")
+    for name, spec in sorted(EXPERIMENTS.items()):
+        table.add_row(name, spec.description)
+    Console().print(table)
+
+
+def main() -> None:
+    global _ARGV
+    _ARGV = ["gdeeper", *sys.argv[1:]]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app(prog_name="gdeeper")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Run configurations: pydantic models, YAML loading, `--set a.b=c` overrides.
+
+Importing this module must stay cheap (no Keras): the CLI validates configs before it pays for
+a backend. Each experiment has its own config class with the same top-level layout:
+
+    experiment: xor          # which experiment (see gdeeper.runner.experiments)
+    seed: 0                  # seeds the data streams and keras.utils.set_random_seed
+    backend: null            # tensorflow | jax | null (KERAS_BACKEND or Keras' default)
+    data: {...}              # experiment-specific data section
+    model: {...}             # experiment-specific model section
+    optimizer: {name, learning_rate}
+    training: {...}          # steps and validation schedule
+
+Unknown keys are errors; every error becomes one `ConfigError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+BACKENDS = ("tensorflow", "jax")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported to the user as one line (CLI exit code 2)."""
+
+
+def _no_bool(value):
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Float = Annotated[float, BeforeValidator(_no_bool)]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys and non-finite floats are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+
+class OptimizerConfig(Section):
+    name: Literal["adam", "adadelta", "sgd", "rmsprop"] = "adam"
+    learning_rate: Float = Field(1e-3, gt=0)
+
+
+class StepTrainingConfig(Section):
+    """Training counted in batches, validated every `val_every` batches (one Keras "epoch")."""
+
+    steps: Int = Field(100_000, ge=1, description="training steps (batches)")
+    batch_size: Int = Field(1000, ge=1)
+    val_every: Int = Field(100, ge=1, description="steps between validations")
+    steps_per_execution: Int | None = Field(
+        None, ge=1, description="steps per compiled call; null: largest divisor of val_every <= 50"
+    )
+    checkpoint_every: Int = Field(1, ge=1, description="validations between checkpoints")
+
+    @model_validator(mode="after")
+    def _check_schedule(self):
+        if self.steps % self.val_every:
+            raise ValueError(
+                f"training.steps ({self.steps}) must be a multiple of training.val_every "
+                f"({self.val_every})"
+            )
+        if self.steps_per_execution is None:  # resolve: the largest divisor <= 50
+            spe = max(d for d in range(1, min(50, self.val_every) + 1) if self.val_every % d == 0)
+            object.__setattr__(self, "steps_per_execution", spe)
+        elif self.val_every % self.steps_per_execution:
+            raise ValueError(
+                f"training.steps_per_execution ({self.steps_per_execution}) must divide "
+                f"training.val_every ({self.val_every})"
+            )
+        return self
+
+    @property
+    def validations(self) -> int:
+        """Keras epochs (= validations) in the whole run."""
+        return self.steps // self.val_every
+
+
+class EpochTrainingConfig(Section):
+    """Training counted in passes over a training set, validated after each (image data).
+
+    For experiments such as mnist / fashion-mnist / digits: a metrics row, and a checkpoint, per
+    epoch; the `step` column then counts batches (epoch x batches per epoch).
+    """
+
+    epochs: Int = Field(10, ge=1)
+    batch_size: Int = Field(512, ge=1)
+    steps_per_execution: Int = Field(1, ge=1)
+    checkpoint_every: Int = Field(1, ge=1, description="epochs between checkpoints")
+
+    @property
+    def validations(self) -> int:
+        return self.epochs
+
+
+class XorDataConfig(Section):
+    active: Int = Field(5, ge=0, le=64, description="inputs whose parity is the label")
+    inputs: Int = Field(8, ge=1, le=64)
+    val_samples: Int = Field(10_000, ge=1, description="fresh samples per validation")
+
+    @model_validator(mode="after")
+    def _check_active(self):
+        if self.active > self.inputs:
+            raise ValueError(f"data.active ({self.active}) must be <= data.inputs ({self.inputs})")
+        return self
+
+
+class XorModelConfig(Section):
+    units: Int = Field(24, ge=1)
+    dropout: Float = Field(0.1, ge=0, lt=1)
+    w_init: Float = 1.0
+    w_penalty: Float = Field(1e-4, ge=0)
+    gamma_penalty: Float = Field(1e-8, ge=0)
+    gamma_shift: Float = Field(0.0, ge=0)
+    chunk: Int = Field(5, ge=1)
+    max_depth: Int = Field(1000, ge=1)
+    merge: Literal["residual", "blend"] = "residual"
+
+
+class RunConfig(Section):
+    """Fields shared by every experiment's config."""
+
+    experiment: str
+    seed: Int = Field(0, ge=0)
+    backend: Literal["tensorflow", "jax"] | None = None
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+
+class XorConfig(RunConfig):
+    """The XOR experiment; the defaults are the original protocol (SPEC section 3)."""
+
+    experiment: Literal["xor"] = "xor"
+    data: XorDataConfig = XorDataConfig()
+    model: XorModelConfig = XorModelConfig()
+    training: StepTrainingConfig = StepTrainingConfig()
+
+
+# ------------------------------------------------------------------------------------ loading
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from `path`; any problem is a one-line ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path is a directory, not a file: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"cannot parse config file {path}{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value: YAML scalars/lists (`5`, `1e-4`, `true`, `null`, `[1, 2]`) or a string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 as a string
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    return value
+
+
+def parse_assignment(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE (e.g. model.units=32), got {item!r}")
+    return key, parse_value(value.strip())
+
+
+def set_key(data: dict, key: str, value: Any) -> None:
+    """Set dotted `key` in nested dict `data`, creating sections as needed."""
+    parts = key.split(".")
+    if any(not part for part in parts):
+        raise ConfigError(f"invalid config key {key!r}")
+    node = data
+    for index, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            where = ".".join(parts[: index + 1])
+            raise ConfigError(f"config key {where!r} is a value, not a section (in {key!r})")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_key(data: dict, key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def allowed_keys(model_class: type[BaseModel], location: tuple) -> list[str] | None:
+    """The field names allowed at `location` (the parent of an offending key)."""
+    cls: Any = model_class
+    for part in location:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        cls = _section_class(field.annotation)
+        if cls is None:
+            return None
+    return list(cls.model_fields) if hasattr(cls, "model_fields") else None
+
+
+def _section_class(annotation) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _section_class(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(error: ValidationError, model_class: type[BaseModel]) -> str:
+    """The first pydantic error as one line naming the key (and the allowed ones)."""
+    first = error.errors()[0]
+    location = tuple(str(part) for part in first["loc"])
+    key = ".".join(location) or "<config>"
+    if first["type"] == "extra_forbidden":
+        allowed = allowed_keys(model_class, location[:-1]) or []
+        return f"unknown config key {key!r} (allowed: {', '.join(allowed)})"
+    message = first["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if not location:
+        return f"invalid config: {message}"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    return f"invalid config value {key}{shown}: {message}"
+
+
+def validate(model_class: type[BaseModel], data: dict):
+    try:
+        return model_class.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, model_class)) from None
+
+
+def dump_yaml(config: BaseModel | dict) -> str:
+    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def save_config(config: BaseModel, path: str | Path) -> None:
+    """Write the resolved config atomically."""
+    from gdeeper.runner.rundir import write_text_atomic
+
+    write_text_atomic(Path(path), dump_yaml(config))

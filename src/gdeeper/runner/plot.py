@@ -1,0 +1,318 @@
+"""Figures of a run or a sweep: `w`, validation accuracy and validation loss against steps.
+
+A run: one line per meta-layer. A sweep: one line per run, coloured and labelled by the swept
+value ("5 active inputs"); with several meta-layers, one panel per meta-layer. `reference=True`
+adds the original study's curves, dashed, in the same colours.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from gdeeper.config import ConfigError
+from gdeeper.runner import rundir as rd
+
+FORMATS = ("png", "svg")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def read_metrics(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / rd.METRICS_FILE
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def layer_names(frame: pd.DataFrame) -> list[str]:
+    return [c[2:] for c in frame.columns if c.startswith("w/")]
+
+
+def plot_path(path: str | Path, fmt: str = "png", reference: bool = False) -> list[Path]:
+    """Plot a run or a sweep directory into its `plots/`; returns the files written."""
+    from gdeeper.runner.sweep import is_sweep_dir
+
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown plot format {fmt!r} (known: {', '.join(FORMATS)})")
+    if not path.is_dir():
+        raise ConfigError(f"cannot plot: {path} is not a directory")
+    if rd.is_run_dir(path):
+        return plot_run(path, fmt, reference)
+    if is_sweep_dir(path):
+        return plot_sweep(path, fmt, reference)
+    raise ConfigError(f"cannot plot: {path} is neither a run nor a sweep directory")
+
+
+# ------------------------------------------------------------------------------------- a run
+def _run_config(run_dir: Path):
+    from gdeeper.runner.experiments import resolve_config
+
+    return resolve_config(None, Path(run_dir) / rd.CONFIG_FILE)
+
+
+def _x_axis(config) -> str:
+    from gdeeper.runner.experiments import get_experiment
+
+    return get_experiment(config.experiment).x_axis
+
+
+def _reference_for(config) -> dict[str, pd.DataFrame]:
+    from gdeeper.runner.experiments import get_experiment
+
+    loader = get_experiment(config.experiment).load_reference()
+    return loader(config) if loader is not None else {}
+
+
+def _clip(frame: pd.DataFrame, x: str, limit: float | None) -> pd.DataFrame:
+    if limit is None or x not in frame:
+        return frame
+    return frame[frame[x] <= limit]
+
+
+def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[Path]:
+    plt = _pyplot()
+    frame = read_metrics(run_dir)
+    if frame.empty:
+        raise ConfigError(f"cannot plot: {run_dir} has no metrics yet")
+    config = _run_config(run_dir)
+    x = _x_axis(config)
+    names = layer_names(frame)
+    refs = _reference_for(config) if reference else {}
+    limit = float(frame[x].max())
+    out = Path(run_dir) / rd.PLOTS_DIR
+    out.mkdir(exist_ok=True)
+    written = []
+    title = Path(run_dir).name
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name in names:
+        ax.plot(frame[x], frame[f"w/{name}"], label=f"w of {name}")
+    for label, ref in refs.items():
+        for name in names:
+            if f"w/{name}" in ref:
+                r = _clip(ref, x, limit)
+                ax.plot(r[x], r[f"w/{name}"], "--", alpha=0.8, label=f"{label} ({name})")
+    _finish(ax, x, "w", title)
+    written.append(_save(fig, out / f"w.{fmt}", plt))
+
+    for metric, file in (("accuracy", "accuracy"), ("loss", "loss")):
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        if f"val_{metric}" in frame:
+            ax.plot(frame[x], frame[f"val_{metric}"], label=f"validation {metric}")
+        if metric in frame:
+            ax.plot(frame[x], frame[metric], alpha=0.6, label=f"training {metric}")
+        for label, ref in refs.items():
+            if f"val_{metric}" in ref:
+                r = _clip(ref, x, limit)
+                ax.plot(r[x], r[f"val_{metric}"], "--", alpha=0.8, label=f"{label}, validation")
+        if metric == "loss":
+            _log_if_positive(ax, frame, ["loss", "val_loss"])
+        _log_x_if_long(ax, frame[x])
+        _finish(ax, x, metric, title)
+        written.append(_save(fig, out / f"{file}.{fmt}", plt))
+    return written
+
+
+# ----------------------------------------------------------------------------------- a sweep
+def sweep_runs(sweep_dir: Path) -> tuple[list[str], list[dict]]:
+    """(swept keys, one record per run with a metrics file: name, values, group, frame, config)."""
+    from gdeeper.runner.experiments import resolve_config
+    from gdeeper.runner.sweep import RUNS_DIR, read_sweep_spec
+
+    spec = read_sweep_spec(sweep_dir)
+    keys = list(spec.grid)
+    records = []
+    runs_dir = sweep_dir / RUNS_DIR
+    for run_dir in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
+        if not rd.is_run_dir(run_dir):
+            continue
+        frame = read_metrics(run_dir)
+        if frame.empty:
+            continue
+        config = resolve_config(None, run_dir / rd.CONFIG_FILE)
+        data = config.model_dump()
+        values = {key: _get(data, key) for key in keys}
+        records.append(
+            {
+                "name": run_dir.name,
+                "values": values,
+                "group": tuple(values[k] for k in keys),
+                "seed": config.seed,
+                "frame": frame,
+                "config": config,
+            }
+        )
+    return keys, records
+
+
+def _get(data: dict, key: str):
+    node = data
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def group_label(experiment: str, keys: list[str], group: tuple) -> str:
+    from gdeeper.runner.experiments import get_experiment
+
+    spec = get_experiment(experiment)
+    if not keys:
+        return "all runs"
+    return ", ".join(spec.label_for(k, v) for k, v in zip(keys, group))
+
+
+def _sort_key(group: tuple):
+    return tuple((0, v) if isinstance(v, (int, float)) else (1, str(v)) for v in group)
+
+
+def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> list[Path]:
+    plt = _pyplot()
+    sweep_dir = Path(sweep_dir)
+    keys, records = sweep_runs(sweep_dir)
+    if not records:
+        raise ConfigError(f"cannot plot: {sweep_dir} has no runs with metrics yet")
+    experiment = records[0]["config"].experiment
+    groups = sorted({r["group"] for r in records}, key=_sort_key)
+    cmap = plt.get_cmap("viridis" if len(groups) > 10 else "tab10")
+    colours = {
+        g: cmap(i / max(1, len(groups) - 1) if len(groups) > 10 else i)
+        for i, g in enumerate(groups)
+    }
+    labels = {g: group_label(experiment, keys, g) for g in groups}
+    names = []
+    for record in records:
+        for name in layer_names(record["frame"]):
+            if name not in names:
+                names.append(name)
+    x = _x_axis(records[0]["config"])
+    limit = max(float(r["frame"][x].max()) for r in records)
+    refs = {}
+    if reference:
+        for group in groups:
+            first = next(r for r in records if r["group"] == group)
+            refs[group] = _reference_for(first["config"])
+    out = sweep_dir / rd.PLOTS_DIR
+    out.mkdir(exist_ok=True)
+    title = f"{sweep_dir.parent.name}/{sweep_dir.name}"
+    written = []
+
+    def draw(ax, column, ref_column):
+        seen = set()
+        for group in reversed(groups):  # legend from the largest value down, as the original's
+            for record in records:
+                if record["group"] != group or column not in record["frame"]:
+                    continue
+                frame = record["frame"]
+                label = labels[group] if group not in seen else None
+                seen.add(group)
+                ax.plot(frame[x], frame[column], color=colours[group], lw=1.2, label=label)
+            for ref in refs.get(group, {}).values():
+                if ref_column in ref:
+                    r = _clip(ref, x, limit)
+                    ax.plot(r[x], r[ref_column], "--", color=colours[group], lw=1, alpha=0.7)
+
+    panels = max(1, len(names))
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 4.8 * panels), squeeze=False)
+    for ax, name in zip(axes[:, 0], names or ["g"]):
+        draw(ax, f"w/{name}", f"w/{name}")
+        _finish(ax, x, f"w of {name}" if len(names) > 1 else "w", title, reference and refs)
+    written.append(_save(fig, out / f"w.{fmt}", plt))
+
+    for metric in ("accuracy", "loss"):
+        fig, ax = plt.subplots(figsize=(11, 4.8))
+        draw(ax, f"val_{metric}", f"val_{metric}")
+        if metric == "loss":
+            _log_if_positive(ax, pd.concat([r["frame"] for r in records]), ["val_loss"])
+        _log_x_if_long(ax, pd.concat([r["frame"][x] for r in records]))
+        _finish(ax, x, f"validation {metric}", title, reference and refs)
+        written.append(_save(fig, out / f"{metric}.{fmt}", plt))
+
+    if len(keys) == 1 and all(isinstance(g[0], (int, float)) for g in groups) and names:
+        written.append(_final_w(plt, records, keys[0], names, refs, groups, out, fmt, title, x))
+    return written
+
+
+def _final_w(plt, records, key, names, refs, groups, out, fmt, title, x="step") -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [g[0] for g in groups]
+    for name in names:
+        means, spreads = [], []
+        for group in groups:
+            values = [
+                float(r["frame"][f"w/{name}"].iloc[-1])
+                for r in records
+                if r["group"] == group and f"w/{name}" in r["frame"]
+            ]
+            means.append(sum(values) / len(values) if values else math.nan)
+            spreads.append(_std(values))
+            for value in values:
+                ax.plot(group[0], value, ".", color="0.6", ms=4)
+        ax.errorbar(xs, means, yerr=spreads, marker="o", capsize=3, label=f"final w of {name}")
+        # The original at our final step (its runs were longer): a like-for-like comparison.
+        last = max(float(r["frame"][x].iloc[-1]) for r in records)
+        ref_points = [
+            (g[0], float(_clip(ref, x, last)[f"w/{name}"].iloc[-1]))
+            for g in groups
+            for ref in refs.get(g, {}).values()
+            if f"w/{name}" in ref and not _clip(ref, x, last).empty
+        ]
+        if ref_points:
+            label = f"original, w of {name} at {x} {last:.0f}"
+            ax.plot(*zip(*ref_points), "s--", mfc="none", label=label)
+    ax.set_xlabel(key)
+    ax.set_ylabel("final w")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"final_w.{fmt}", plt)
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _log_if_positive(ax, frame: pd.DataFrame, columns: list[str]) -> None:
+    values = pd.concat([frame[c] for c in columns if c in frame])
+    values = values[values.notna()]
+    if len(values) and (values > 0).all():
+        ax.set_yscale("log")
+
+
+def _log_x_if_long(ax, steps: pd.Series) -> None:
+    """Accuracy and loss change most early on: a log x axis when the run spans 2 decades."""
+    positive = steps[steps > 0]
+    if len(positive) and positive.max() >= 100 * positive.min():
+        ax.set_xscale("log")
+
+
+def _finish(ax, x: str, ylabel: str, title: str, dashed_note=False) -> None:
+    ax.set_xlabel("training steps" if x == "step" else x)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + ("   (dashed: original study)" if dashed_note else ""), fontsize=9)
+    ax.grid(True, alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=8, loc="best")
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".partial-{path.name}")
+    fig.savefig(tmp, dpi=110, format=path.suffix[1:])
+    plt.close(fig)
+    tmp.replace(path)
+    return path
