@@ -57,12 +57,19 @@ def _overrides(
     active: int | None,
     backend: str | None,
     sets: list[str] | None,
+    images: dict | None = None,
 ) -> list:
     from gdeeper.config import parse_assignment
 
     items = [parse_assignment(item) for item in sets or []]
     if steps is not None:
         items.append(("training.steps", steps))
+    for key, value in (images or {}).items():  # --epochs, --data, --limit, --order
+        if value is not None:
+            if experiment == "xor":
+                option = {"training.epochs": "epochs", "data.path": "data"}.get(key, key[6:])
+                raise ConfigError(f"--{option} applies to the image experiments, not xor")
+            items.append((key, value))
     if seed is not None:
         items.append(("seed", seed))
     if active is not None:
@@ -82,7 +89,15 @@ def train(
         str | None, typer.Argument(help="experiment to run (see `gdeeper experiments`)")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")] = None,
-    steps: Annotated[int | None, typer.Option(help="training steps")] = None,
+    steps: Annotated[int | None, typer.Option(help="xor: training steps")] = None,
+    epochs: Annotated[int | None, typer.Option(help="images: training epochs")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="images: a dataset .npz or a folder of IDX files")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="images: train on N training images")] = None,
+    order: Annotated[
+        str | None, typer.Option(help="images: dropout-bn (the original) or bn-dropout")
+    ] = None,
     active: Annotated[int | None, typer.Option(help="xor: number of active inputs")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data and weights")] = None,
     backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
@@ -106,13 +121,15 @@ def train(
     try:
         _check_backend(backend)
         if resume is not None:
-            if config is not None or sets or seed is not None or active is not None:
+            fixed = (config, seed, active, data, limit, order)
+            if sets or any(value is not None for value in fixed):
                 raise ConfigError(
-                    "--resume continues a run with its own config; only --steps may change"
+                    "--resume continues a run with its own config; only --steps may change "
+                    "(--epochs for image runs)"
                 )
             if run_dir is not None:
                 raise ConfigError("--resume and --run-dir cannot be combined")
-            point = runner.load_resume_point(resume, steps)
+            point = runner.load_resume_point(resume, steps, epochs)
             resolved = point.config
             if experiment is not None and experiment != resolved.experiment:
                 raise ConfigError(
@@ -126,7 +143,13 @@ def train(
         else:
             from gdeeper.runner.experiments import get_experiment, resolve_config
 
-            items = _overrides(experiment, steps, seed, active, backend, sets)
+            images = {
+                "training.epochs": epochs,
+                "data.path": None if data is None else str(data),
+                "data.limit": limit,
+                "model.order": order,
+            }
+            items = _overrides(experiment, steps, seed, active, backend, sets, images)
             resolved = resolve_config(experiment, config, items)
             label = get_experiment(resolved.experiment).run_label(resolved)
             if run_dir is not None:
@@ -138,6 +161,7 @@ def train(
 
                 target = fresh_run_path(out / resolved.experiment, label)
         runner.prepare_backend(resolved.backend)
+        runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
     except ConfigError as error:
         raise _fail(str(error)) from None
 
@@ -182,6 +206,8 @@ def _print_summary(summary: dict) -> None:
     def fmt(value, digits=4):
         return "-" if value is None else f"{value:.{digits}f}"
 
+    if "epochs" in summary:
+        table.add_row("epochs", str(summary["epochs"]))
     table.add_row("steps", str(summary.get("steps")))
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         if key in final:
@@ -197,6 +223,10 @@ def _print_summary(summary: dict) -> None:
         )
     table.add_row("growth events", str(summary.get("growth_events")))
     table.add_row("steps/second", fmt(summary.get("steps_per_second"), 1))
+    if "seconds_per_epoch" in summary:
+        table.add_row("seconds/epoch", fmt(summary["seconds_per_epoch"], 1))
+    if "images_per_second" in summary:
+        table.add_row("training images/second", fmt(summary["images_per_second"], 0))
     table.add_row("wall time", f"{summary.get('wall_seconds', 0):.1f} s")
     console.print(table)
     console.print(f"run directory: {summary['run_dir']}", highlight=False, soft_wrap=True)
@@ -221,16 +251,41 @@ def sweep(
     resume: Annotated[
         Path | None, typer.Option(help="continue this sweep directory, skipping finished runs")
     ] = None,
-    executor: Annotated[str, typer.Option(help="how runs are executed")] = "local",
+    executor: Annotated[
+        str, typer.Option(help="how runs are executed: local (worker processes) or ray")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            help="ray: the cluster to join (auto, HOST:PORT or ray://HOST:PORT); "
+            "default: RAY_ADDRESS, else a new local Ray instance"
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        float | None, typer.Option(help="ray: CPUs each run reserves (default 1)")
+    ] = None,
+    gpus_per_run: Annotated[
+        float | None, typer.Option(help="ray: GPUs each run reserves (default 0)")
+    ] = None,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(help="ray: retries of a run whose worker or node died (default 2)"),
+    ] = None,
     reference: Annotated[
         bool, typer.Option("--reference", help="plots include the original's curves")
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
-    """Run a grid of configs (cartesian product x seeds) on local worker processes."""
+    """Run a grid of configs (cartesian product x seeds) on local worker processes or on Ray.
+
+    With `--executor ray` every run is a Ray task (`--address` joins a cluster; see docs/ray.md);
+    `--workers` then caps the runs in flight (default: as many as the cluster holds).
+    """
     from gdeeper.config import parse_assignment
+    from gdeeper.runner import ray_executor
     from gdeeper.runner import sweep as sweeps
 
+    ray_options = None
     try:
         _check_backend(backend)
         if workers is not None and workers < 1:
@@ -238,6 +293,24 @@ def sweep(
         if executor not in sweeps.EXECUTORS:
             known = ", ".join(sweeps.EXECUTORS)
             raise ConfigError(f"unknown executor {executor!r} (known: {known})")
+        ray_only = {
+            "--address": address,
+            "--cpus-per-run": cpus_per_run,
+            "--gpus-per-run": gpus_per_run,
+            "--max-retries": max_retries,
+        }
+        if executor == "ray":
+            ray_options = ray_executor.RayOptions(
+                address=address,
+                cpus_per_run=1.0 if cpus_per_run is None else cpus_per_run,
+                gpus_per_run=0.0 if gpus_per_run is None else gpus_per_run,
+                max_retries=2 if max_retries is None else max_retries,
+            )
+            if not dry_run:
+                ray_executor.import_ray()
+        elif any(value is not None for value in ray_only.values()):
+            given = [name for name, value in ray_only.items() if value is not None]
+            raise ConfigError(f"{', '.join(given)}: for --executor ray only")
         overrides = [parse_assignment(item) for item in sets or []]
         if steps is not None:
             overrides.append(("training.steps", steps))
@@ -265,9 +338,19 @@ def sweep(
         _print_plan(plan)
         raise typer.Exit(0)
     where = resume if resume is not None else out / "sweeps" / plan.spec.name
+    how = f"{plan.spec.workers or sweeps.default_workers()} workers"
+    if ray_options is not None:
+        ray_options.max_concurrent = plan.spec.workers
+        try:
+            ray_executor.connect(ray_options)  # before the sweep directory is written
+        except ConfigError as error:
+            raise _fail(str(error)) from None
+        sweeps.register_executor("ray", ray_executor.make_executor(ray_options, console))
+        how = ray_options.describe()
+        if plan.spec.workers:
+            how += f", at most {plan.spec.workers} at once"
     console.print(
-        f"gdeeper: sweep {plan.spec.name}: {len(plan.runs)} runs, "
-        f"{plan.spec.workers or sweeps.default_workers()} workers -> {where}",
+        f"gdeeper: sweep {plan.spec.name}: {len(plan.runs)} runs, {how} -> {where}",
         highlight=False,
     )
     result = sweeps.run_sweep(

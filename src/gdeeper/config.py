@@ -96,6 +96,10 @@ class EpochTrainingConfig(Section):
     batch_size: Int = Field(512, ge=1)
     steps_per_execution: Int = Field(1, ge=1)
     checkpoint_every: Int = Field(1, ge=1, description="epochs between checkpoints")
+    val_batch_size: Int = Field(1000, ge=1, description="test images per evaluation step")
+    jit_compile: bool | Literal["auto"] = Field(
+        "auto", description="XLA; 'auto' is off on a CPU-only TensorFlow (XLA is slower there)"
+    )
 
     @property
     def validations(self) -> int:
@@ -126,6 +130,45 @@ class XorModelConfig(Section):
     merge: Literal["residual", "blend"] = "residual"
 
 
+class ImageDataConfig(Section):
+    """Where the images come from; the dataset itself is the experiment's name."""
+
+    path: str | None = Field(
+        None, description="a .npz or a folder with the four IDX files; null: the usual places"
+    )
+    limit: Int | None = Field(None, ge=1, description="train on this many training images")
+    test_limit: Int | None = Field(None, ge=1, description="evaluate on the first n test images")
+    download: bool = Field(True, description="mnist / fashion-mnist: may keras.datasets download")
+
+
+Triple = Float | Annotated[list[Float], Field(min_length=3, max_length=3)]
+
+
+class ImageModelConfig(Section):
+    """The original MNIST network (gdeeper.experiments.images.build_image_model)."""
+
+    filters: Annotated[list[Int], Field(min_length=2, max_length=2)] = [30, 60]
+    dense_units: Int = Field(256, ge=1)
+    dropout: Float = Field(0.25, ge=0, lt=1)
+    order: Literal["dropout-bn", "bn-dropout"] = "dropout-bn"
+    w_init: Triple = 1.0
+    w_penalties: Triple = [5e-5, 5e-5, 1e-3]
+    gamma_penalty: Float = Field(1e-8, ge=0)
+    gamma_shift: Float = Field(0.0, ge=0)
+    bn_momentum: Float = Field(0.99, ge=0, lt=1)
+    chunk: Int = Field(5, ge=1)
+    max_depth: Int = Field(1000, ge=1)
+
+    @model_validator(mode="after")
+    def _check_lists(self):
+        if any(f < 1 for f in self.filters):
+            raise ValueError(f"model.filters must be positive, got {self.filters}")
+        penalties = self.w_penalties
+        if any(p < 0 for p in (penalties if isinstance(penalties, list) else [penalties])):
+            raise ValueError(f"model.w_penalties must be >= 0, got {penalties}")
+        return self
+
+
 class RunConfig(Section):
     """Fields shared by every experiment's config."""
 
@@ -142,6 +185,18 @@ class XorConfig(RunConfig):
     data: XorDataConfig = XorDataConfig()
     model: XorModelConfig = XorModelConfig()
     training: StepTrainingConfig = StepTrainingConfig()
+
+
+class ImageConfig(RunConfig):
+    """mnist / fashion-mnist / digits; the defaults are the original MNIST protocol (SPEC
+    section 3): Adadelta at learning rate 1.0, batch 512, one validation on the test set per
+    epoch, 5,000 epochs."""
+
+    experiment: Literal["mnist", "fashion-mnist", "digits"]
+    optimizer: OptimizerConfig = OptimizerConfig(name="adadelta", learning_rate=1.0)
+    data: ImageDataConfig = ImageDataConfig()
+    model: ImageModelConfig = ImageModelConfig()
+    training: EpochTrainingConfig = EpochTrainingConfig(epochs=5000)
 
 
 # ------------------------------------------------------------------------------------ loading

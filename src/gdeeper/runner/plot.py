@@ -95,31 +95,49 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
     written = []
     title = Path(run_dir).name
 
+    # Image experiments validate on the test set (the original's MNIST figures say "test").
+    held_out = "test" if x == "epoch" else "validation"
+    colours = {name: f"C{i}" for i, name in enumerate(names)}
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name in names:
-        ax.plot(frame[x], frame[f"w/{name}"], label=f"w of {name}")
+        ax.plot(frame[x], frame[f"w/{name}"], color=colours[name], label=f"w of {name}")
     for label, ref in refs.items():
         for name in names:
             if f"w/{name}" in ref:
                 r = _clip(ref, x, limit)
-                ax.plot(r[x], r[f"w/{name}"], "--", alpha=0.8, label=f"{label} ({name})")
+                ax.plot(
+                    r[x],
+                    r[f"w/{name}"],
+                    "--",
+                    color=colours[name],
+                    alpha=0.8,
+                    label=f"{label} ({name})",
+                )
     _finish(ax, x, "w", title)
     written.append(_save(fig, out / f"w.{fmt}", plt))
 
     for metric, file in (("accuracy", "accuracy"), ("loss", "loss")):
         fig, ax = plt.subplots(figsize=(9, 4.5))
-        if f"val_{metric}" in frame:
-            ax.plot(frame[x], frame[f"val_{metric}"], label=f"validation {metric}")
-        if metric in frame:
-            ax.plot(frame[x], frame[metric], alpha=0.6, label=f"training {metric}")
+        curves = [(f"val_{metric}", held_out, "C0", 1.0), (metric, "training", "C1", 0.6)]
+        for column, kind, colour, alpha in curves:
+            if column in frame:
+                ax.plot(
+                    frame[x], frame[column], color=colour, alpha=alpha, label=f"{kind} {metric}"
+                )
         for label, ref in refs.items():
-            if f"val_{metric}" in ref:
-                r = _clip(ref, x, limit)
-                ax.plot(r[x], r[f"val_{metric}"], "--", alpha=0.8, label=f"{label}, validation")
+            # the original's held-out curve; for the loss (train and test, as its MNIST figure)
+            # its training curve too
+            for column, kind, colour, _ in curves if metric == "loss" else curves[:1]:
+                if column in ref:
+                    r = _clip(ref, x, limit)
+                    ax.plot(
+                        r[x], r[column], "--", color=colour, alpha=0.8, label=f"{label}, {kind}"
+                    )
         if metric == "loss":
             _log_if_positive(ax, frame, ["loss", "val_loss"])
         _log_x_if_long(ax, frame[x])
-        _finish(ax, x, metric, title)
+        ylabel = f"test {metric}" if metric == "accuracy" and x == "epoch" else metric
+        _finish(ax, x, ylabel, title)
         written.append(_save(fig, out / f"{file}.{fmt}", plt))
     return written
 

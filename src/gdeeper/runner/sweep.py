@@ -115,6 +115,7 @@ class RunResult:
     wall_seconds: float
     run_dir: str | None = None
     message: str | None = None
+    attempts: int = 1  # > 1 when an executor retried the run (e.g. its Ray worker died)
 
 
 def parse_seeds(text: str) -> int | list[int]:
@@ -201,8 +202,12 @@ def worker_env(workers: int) -> dict[str, str]:
     }
 
 
-def execute_run(spec: RunSpec) -> RunResult:
-    """Run one spec as `python -m gdeeper train` in a subprocess; never raises for run failures."""
+def execute_run(spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) -> RunResult:
+    """Run one spec as `python -m gdeeper train` in a subprocess; never raises for run failures.
+
+    `preexec_fn` runs in the child before `exec` (the Ray executor makes the child die with its
+    worker through it).
+    """
     started = time.perf_counter()
     command = [sys.executable, "-m", "gdeeper", "train", "--json", "--quiet"]
     if spec.resume:
@@ -215,7 +220,14 @@ def execute_run(spec: RunSpec) -> RunResult:
     with open(spec.log_path, "a") as log:
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=env, text=True)
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            text=True,
+            preexec_fn=preexec_fn,
+        )
         try:
             stdout, _ = process.communicate()
         except BaseException:
@@ -315,6 +327,7 @@ def result_row(result: RunResult, keys: list[str], base: Path | None = None) -> 
         seed=result.values.get("seed"),
         status=result.status,
         exit_code=result.exit_code,
+        attempts=result.attempts,
         steps=summary.get("steps"),
         final_loss=final.get("loss"),
         final_accuracy=final.get("accuracy"),

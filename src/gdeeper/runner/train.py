@@ -36,6 +36,8 @@ class Plan:
     checkpoint_every: int = 1  # validations between checkpoints
     validation_steps: int | None = None
     callbacks: list = dataclasses.field(default_factory=list)
+    examples_per_epoch: int | None = None  # training examples per epoch (images/second)
+    info: dict = dataclasses.field(default_factory=dict)  # added to summary.json (e.g. dataset)
 
 
 def make_optimizer(config):
@@ -70,6 +72,14 @@ def prepare_backend(requested: str | None) -> str | None:
     return os.environ.get("KERAS_BACKEND") or None
 
 
+def prepare_experiment(config: RunConfig) -> None:
+    """The experiment's own checks before a run starts (e.g. finding its dataset); raises
+    ConfigError (one line). Cheap to repeat: what it loads is cached for the run."""
+    check = get_experiment(config.experiment).load_prepare()
+    if check is not None:
+        check(config)
+
+
 # ------------------------------------------------------------------------------------ resume
 @dataclasses.dataclass
 class ResumePoint:
@@ -78,8 +88,12 @@ class ResumePoint:
     finished: bool  # the run completed all its steps
 
 
-def load_resume_point(run_dir: Path, steps: int | None = None) -> ResumePoint:
-    """Check that `run_dir` is a resumable run; ConfigError (one line) if it is not."""
+def load_resume_point(
+    run_dir: Path, steps: int | None = None, epochs: int | None = None
+) -> ResumePoint:
+    """Check that `run_dir` is a resumable run; ConfigError (one line) if it is not.
+
+    `steps` (step-counted experiments) or `epochs` (image experiments) set a new target."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ConfigError(f"cannot resume: {run_dir} does not exist")
@@ -94,9 +108,18 @@ def load_resume_point(run_dir: Path, steps: int | None = None) -> ResumePoint:
         path = run_dir / rd.MANIFEST_FILE
         raise ConfigError(f"cannot resume: unreadable {path}: {error}") from None
     config = resolve_config(None, run_dir / rd.CONFIG_FILE)
-    if steps is not None:
+    targets = [(k, v) for k, v in (("steps", steps), ("epochs", epochs)) if v is not None]
+    for key, _ in targets:
+        if key not in type(config.training).model_fields:
+            other = "epochs" if key == "steps" else "steps"
+            raise ConfigError(
+                f"{config.experiment} runs are counted in {other}: use --{other}, not --{key}"
+            )
+    if targets:
         config = resolve_config(
-            config.experiment, data=config.model_dump(), overrides=[("training.steps", steps)]
+            config.experiment,
+            data=config.model_dump(),
+            overrides=[(f"training.{k}", v) for k, v in targets],
         )
     _refuse_live_run(run_dir, manifest)
     state = None
@@ -117,6 +140,11 @@ def load_resume_point(run_dir: Path, steps: int | None = None) -> ResumePoint:
 def _total_steps(config) -> int | None:
     training = getattr(config, "training", None)
     return getattr(training, "steps", None)
+
+
+def _total_epochs(config) -> int | None:
+    training = getattr(config, "training", None)
+    return getattr(training, "epochs", None)
 
 
 def _refuse_live_run(run_dir: Path, manifest: dict) -> None:
@@ -166,19 +194,22 @@ def _recorder_class():
             self.layers = meta_layers(self.model)
             self.started = time.perf_counter()
             self.epoch_ends: list[tuple[float, int]] = []
+            self.epoch_times: list[tuple[float, float]] = []
 
         def seconds(self) -> float:
             return self.run.prior_seconds + time.perf_counter() - self.started
 
         def on_epoch_begin(self, epoch, logs=None):
             self.epoch = epoch
+            self.epoch_started = self.last_batch_end = time.perf_counter()
 
         def on_train_batch_begin(self, batch, logs=None):
             self.begin = self.epoch * self.plan.steps_per_epoch + int(batch)
 
         def on_train_batch_end(self, batch, logs=None):
             self.step = self.epoch * self.plan.steps_per_epoch + int(batch) + 1
-            loss = _as_float((logs or {}).get("loss"))
+            loss = _as_float((logs or {}).get("loss"))  # waits for the step: timing is real
+            self.last_batch_end = time.perf_counter()
             if loss is not None and not math.isfinite(loss) and self.diverged is None:
                 self.diverged = f"the loss became {loss} at step {self.step}"
                 self.model.stop_training = True
@@ -193,7 +224,12 @@ def _recorder_class():
             self.run.metrics.write(row)
             self.last_row = row
             self.rows += 1
-            self.epoch_ends.append((time.perf_counter(), self.step))
+            now = time.perf_counter()
+            self.epoch_ends.append((now, self.step))
+            # (epoch incl. validation, training part) in seconds
+            self.epoch_times.append(
+                (now - self.epoch_started, self.last_batch_end - self.epoch_started)
+            )
             bad = [k for k in ("loss", "val_loss") if k in row and not math.isfinite(row[k])]
             if bad and self.diverged is None:
                 self.diverged = f"{bad[0]} became {row[bad[0]]} at step {self.step}"
@@ -286,7 +322,9 @@ def train(
     """
     run_dir = Path(run_dir)
     experiment = get_experiment(config.experiment)
-    point = load_resume_point(run_dir, _total_steps(config)) if resume else None
+    point = None
+    if resume:
+        point = load_resume_point(run_dir, _total_steps(config), _total_epochs(config))
     if point is not None:
         config = point.config
         summary_path = run_dir / rd.SUMMARY_FILE
@@ -296,6 +334,7 @@ def train(
             if previous.get("status") == "completed" and same:
                 return previous
     prepare_backend(config.backend)
+    prepare_experiment(config)  # e.g. the dataset: a run that cannot start writes nothing
     if not resume:
         try:
             run_dir.mkdir(parents=True, exist_ok=False)
@@ -515,10 +554,28 @@ def _summary(config, run_dir, status, message, plan, recorder, depth_cb, initial
         "steps_per_second": round(session_steps / fit_s, 2) if fit_s and session_steps else None,
         "steady_steps_per_second": round(steady, 2) if steady else None,
     }
+    if _total_epochs(config) is not None:
+        summary["epochs"] = int(final.get("epoch", 0))
+        summary["target_epochs"] = _total_epochs(config)
+    if recorder is not None and recorder.epoch_times:
+        # The session's first epoch pays for tracing/compilation: left out when there are more.
+        times = recorder.epoch_times[1:] or recorder.epoch_times
+        epoch_s = sum(t for t, _ in times) / len(times)
+        train_s = sum(t for _, t in times) / len(times)
+        summary["seconds_per_epoch"] = round(epoch_s, 3)
+        summary["first_epoch_seconds"] = round(recorder.epoch_times[0][0], 3)
+        summary["train_seconds_per_epoch"] = round(train_s, 3)
+        examples = plan.examples_per_epoch if plan is not None else None
+        if examples and train_s > 0:
+            summary["images_per_second"] = round(examples / train_s, 1)
+    if plan is not None:
+        summary.update(plan.info)
     return summary
 
 
-def resume_run(run_dir: str | Path, steps: int | None = None, **kwargs) -> dict:
-    """Continue the run in `run_dir` from its last checkpoint (optionally to more `steps`)."""
-    point = load_resume_point(Path(run_dir), steps)
+def resume_run(
+    run_dir: str | Path, steps: int | None = None, epochs: int | None = None, **kwargs
+) -> dict:
+    """Continue the run in `run_dir` from its last checkpoint (optionally to more steps/epochs)."""
+    point = load_resume_point(Path(run_dir), steps, epochs)
     return train(point.config, run_dir, resume=True, **kwargs)

@@ -1,0 +1,612 @@
+"""The Ray executor: `gdeeper sweep SPEC --executor ray [--address ADDR]`.
+
+Every run of a sweep becomes one Ray task that declares its resources (`cpus_per_run`,
+`gpus_per_run`) and runs `execute_run` (a `python -m gdeeper train` subprocess) on whichever node
+Ray schedules it. Ray is imported only when the executor runs (`pip install gdeeper[ray]`).
+
+Run directories come back to the driver in the sweep directory's usual layout either way:
+
+- shared filesystem: the driver writes a marker file (a random token) into the sweep's `runs/`;
+  a worker that reads the same token there writes the run directory and log in place;
+- otherwise (or with `GDEEPER_RAY_SHIP=1`): the worker trains into a local temporary directory and
+  returns the run directory as a tar.gz and the log as text; the driver unpacks them into place.
+
+Fault tolerance: the tasks themselves have `max_retries=0`; the driver resubmits a run whose
+worker or node died (up to `max_retries` times) and records the attempts in `results.csv`. The
+training subprocess gets `PR_SET_PDEATHSIG=SIGKILL`, so it dies with its worker, and a retry
+resumes the run directory that the lost attempt left (from its checkpoint) when it is a valid run
+directory, or clears it. Failed runs (the trainer's own errors) are recorded, not retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import io
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gdeeper.config import ConfigError
+from gdeeper.runner import rundir as rd
+from gdeeper.runner import sweep as sweeps
+
+INSTALL_HINT = "the ray executor needs Ray: pip install gdeeper[ray]"
+SHIP_ENV = "GDEEPER_RAY_SHIP"  # "1": ship run directories back even on a shared filesystem
+MARKER_FILE = ".ray-shared-fs"
+PASS_ENV = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")  # the driver's choices, given to every run
+OWNER_WAIT_S = 30.0  # how long a retry waits for a lost attempt's trainer to be gone
+PR_SET_PDEATHSIG = 1
+
+
+@dataclasses.dataclass
+class RayOptions:
+    """How the sweep uses Ray (the CLI's `--address`, `--cpus-per-run`, ...)."""
+
+    address: str | None = None  # None: RAY_ADDRESS, else a new local Ray instance
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+    max_retries: int = 2  # resubmissions of a run whose worker or node died
+    max_concurrent: int | None = None  # runs in flight at once; None: as many as Ray can place
+    ship: bool | None = None  # None: detect a shared filesystem (GDEEPER_RAY_SHIP=1 forces True)
+
+    def __post_init__(self) -> None:
+        if not (self.cpus_per_run > 0 and math.isfinite(self.cpus_per_run)):
+            raise ConfigError(f"--cpus-per-run must be > 0, got {self.cpus_per_run}")
+        if not (self.gpus_per_run >= 0 and math.isfinite(self.gpus_per_run)):
+            raise ConfigError(f"--gpus-per-run must be >= 0, got {self.gpus_per_run}")
+        if self.max_retries < 0:
+            raise ConfigError(f"--max-retries must be >= 0, got {self.max_retries}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.max_concurrent}")
+
+    def threads(self) -> int:
+        return max(1, int(self.cpus_per_run))
+
+    def describe(self) -> str:
+        where = self.address or os.environ.get("RAY_ADDRESS") or "a local Ray instance"
+        per_run = f"{self.cpus_per_run:g} CPU" + ("" if self.cpus_per_run == 1 else "s")
+        if self.gpus_per_run:
+            per_run += f" + {self.gpus_per_run:g} GPU" + ("" if self.gpus_per_run == 1 else "s")
+        return f"ray at {where}, {per_run} per run"
+
+
+# ------------------------------------------------------------------------------- connection
+def import_ray():
+    """`ray`, or a ConfigError that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(INSTALL_HINT) from None
+    return ray
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast (Ray itself retries an unreachable address for minutes)."""
+    target = _host_port(address)
+    if target is None:
+        raise ConfigError(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection(target, timeout=timeout):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
+def connect(options: RayOptions) -> bool:
+    """Join (or start) Ray; True when this call initialized it. ConfigError, one line, if not."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    address = options.address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address in (None, "local"):  # a new local instance
+        kwargs["include_dashboard"] = False
+    elif address != "auto":
+        _check_reachable(address)
+    try:
+        ray.init(address=address, **kwargs)
+    except Exception as error:  # ConnectionError, RuntimeError, ValueError ...
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        where = f" at {address}" if address else ""
+        raise ConfigError(f"cannot connect to Ray{where}: {first}") from None
+    return True
+
+
+# ---------------------------------------------------------------------------- worker side
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get SIGKILL when its parent (the worker) dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+def _trainer_alive(run_dir: Path) -> int | None:
+    """The pid of the run's last session if it is still training on this host."""
+    try:
+        manifest = rd.read_json(run_dir / rd.MANIFEST_FILE)
+    except (OSError, ValueError):
+        return None
+    sessions = manifest.get("sessions") or []
+    if not sessions or sessions[-1].get("exit_status") != "running":
+        return None
+    pid, host = sessions[-1].get("pid"), sessions[-1].get("host")
+    if not pid or host != socket.gethostname():
+        return None
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            state = handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(int(pid), 0)
+        except (OSError, ValueError):
+            return None
+        return int(pid)
+    return None if state in ("Z", "X") else int(pid)
+
+
+def prepare_run_dir(run_dir: Path) -> bool:
+    """Make `run_dir` safe to train into; True: resume it (a valid run directory).
+
+    A run directory that a lost attempt left behind is resumed from its checkpoint when it is a
+    valid, resumable run directory; anything else there (half-written, unreadable) is cleared.
+    """
+    if not run_dir.exists():
+        return False
+    if rd.is_run_dir(run_dir):
+        deadline = time.monotonic() + OWNER_WAIT_S
+        pid = _trainer_alive(run_dir)
+        while pid is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            pid = _trainer_alive(run_dir)
+        if pid is not None:
+            raise RuntimeError(f"{run_dir} is still being trained by pid {pid}")
+        from gdeeper.runner.train import load_resume_point
+
+        try:
+            load_resume_point(run_dir)
+            return True
+        except ConfigError:
+            pass
+    shutil.rmtree(run_dir)
+    return False
+
+
+def _tar_dir(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
+        tar.add(path, arcname=path.name)
+    return buffer.getvalue()
+
+
+def _untar(data: bytes, into: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
+            root = into.resolve()
+            for member in tar.getmembers():
+                target = (into / member.name).resolve()
+                if root not in target.parents or not (member.isfile() or member.isdir()):
+                    raise ValueError(f"unsafe member {member.name!r} in a shipped run directory")
+            tar.extractall(into)
+
+
+def _is_shared(marker: str, token: str) -> bool:
+    path = Path(marker)
+    try:
+        return path.read_text() == token and os.access(path.parent, os.W_OK)
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _scratch_dir() -> Path:
+    """A fresh `$TMPDIR/gdeeper-ray/<worker pid>-*` dir; those of dead workers are removed."""
+    base = Path(tempfile.gettempdir()) / "gdeeper-ray"
+    base.mkdir(exist_ok=True)
+    for old in base.iterdir():  # left by a worker that was killed mid-run
+        pid = old.name.split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
+
+
+def run_task(payload: dict) -> dict:
+    """One run, on a Ray worker: train in place (shared filesystem) or in a temp dir (shipped)."""
+    shared = not payload["ship"] and _is_shared(payload["marker"], payload["token"])
+    scratch = None
+    try:
+        if shared:
+            run_dir, config_path = Path(payload["run_dir"]), Path(payload["config_path"])
+            log_path = Path(payload["log_path"])
+        else:
+            scratch = _scratch_dir()
+            run_dir = scratch / "runs" / Path(payload["run_dir"]).name
+            run_dir.parent.mkdir()
+            config_path, log_path = scratch / "config.yaml", scratch / "run.log"
+            config_path.write_text(payload["config_yaml"])
+            if payload.get("run_dir_tar"):  # a run to resume, sent by the driver
+                _untar(payload["run_dir_tar"], run_dir.parent)
+        how = "shared filesystem" if shared else "run directory shipped back to the driver"
+        with open(log_path, "a") as log:
+            log.write(
+                f"ray: attempt {payload['attempt']} on {socket.gethostname()} "
+                f"(worker pid {os.getpid()}), {how}\n"
+            )
+        from gdeeper.runner.experiments import resolve_config
+
+        spec = sweeps.RunSpec(
+            name=payload["name"],
+            values=payload["values"],
+            config=resolve_config(None, config_path),
+            run_dir=run_dir,
+            config_path=config_path,
+            log_path=log_path,
+            resume=prepare_run_dir(run_dir),
+            env=payload["env"],
+        )
+        result = sweeps.execute_run(spec, preexec_fn=_die_with_parent())
+        out: dict[str, Any] = {
+            "result": dataclasses.asdict(result),
+            "shared": shared,
+            "host": socket.gethostname(),
+        }
+        if not shared:
+            out["log"] = log_path.read_text(errors="replace") if log_path.exists() else ""
+            out["run_dir_tar"] = _tar_dir(run_dir) if run_dir.is_dir() else None
+        return out
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- driver side
+def _retryable(ray) -> tuple[type[BaseException], ...]:
+    ex = ray.exceptions
+    return (
+        ex.WorkerCrashedError,
+        ex.NodeDiedError,
+        ex.LocalRayletDiedError,
+        ex.OutOfMemoryError,
+        ex.ObjectLostError,
+        ex.RaySystemError,
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return f"{type(error).__name__}: {line.strip()[:200]}"
+    return type(error).__name__
+
+
+def _append_log(path: Path | None, text: str) -> None:
+    if path is None:
+        return
+    with contextlib.suppress(OSError), open(path, "a") as log:
+        log.write(text if text.endswith("\n") else text + "\n")
+
+
+def _install_run_dir(data: bytes, run_dir: Path, token: str) -> None:
+    """Unpack a shipped run directory into place, replacing the driver's older copy."""
+    staging = run_dir.parent / f".{run_dir.name}.incoming-{token}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _untar(data, staging)
+        unpacked = staging / run_dir.name
+        if not unpacked.is_dir():
+            raise ValueError("the shipped archive holds no run directory")
+        for name, where in ((rd.SUMMARY_FILE, run_dir), (rd.MANIFEST_FILE, run_dir.resolve())):
+            path = unpacked / name  # paths as the driver sees them
+            if path.is_file():
+                with contextlib.suppress(OSError, ValueError):
+                    content = rd.read_json(path)
+                    content["run_dir"] = str(where)
+                    rd.write_json_atomic(path, content)
+        old = run_dir.parent / f".{run_dir.name}.old-{token}"
+        if run_dir.exists():
+            run_dir.rename(old)
+        unpacked.rename(run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class SweepDisplay:
+    """Runs done / running / queued / failed and an ETA: a live rich bar on a terminal.
+
+    Off a terminal it stays quiet (the sweep prints one line per finished run itself) apart from
+    `note`s such as retries.
+    """
+
+    def __init__(self, total: int, console=None, label: str = "runs"):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=True)
+        self.total, self.done, self.failed, self.retried = total, 0, 0, 0
+        self.running, self.queued = 0, total
+        self.progress = None
+        if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn(label),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(label, total=total, status=self._status())
+
+    def _status(self) -> str:
+        parts = [f"running {self.running}", f"queued {self.queued}", f"failed {self.failed}"]
+        if self.retried:
+            parts.append(f"retried {self.retried}")
+        return "  ".join(parts)
+
+    def update(self, running: int, queued: int) -> None:
+        self.running, self.queued = running, queued
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.done, status=self._status())
+
+    def finished(self, result: sweeps.RunResult) -> None:
+        self.done += 1
+        self.failed += result.status not in sweeps.FINISHED
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.done, status=self._status())
+
+    def retry(self, text: str) -> None:
+        self.retried += 1
+        self.note(text)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _capacity(ray, options: RayOptions) -> int | None:
+    """How many runs the cluster can hold at once (None: unknown)."""
+    try:
+        total = ray.cluster_resources()
+    except Exception:
+        return None
+    slots = [int(total.get("CPU", 0) // options.cpus_per_run)]
+    if options.gpus_per_run:
+        slots.append(int(total.get("GPU", 0) // options.gpus_per_run))
+    return max(0, min(slots))
+
+
+def _task_env(spec: sweeps.RunSpec, options: RayOptions) -> dict[str, str]:
+    threads = str(options.threads())
+    env = dict(spec.env)
+    env.update(
+        OMP_NUM_THREADS=threads,
+        TF_NUM_INTRAOP_THREADS=threads,
+        TF_NUM_INTEROP_THREADS="1" if threads == "1" else "2",
+        GDEEPER_THREADS=threads,
+    )
+    for key in PASS_ENV:
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def run_ray(
+    specs: list[sweeps.RunSpec],
+    workers: int | None = None,
+    on_result: Callable[[sweeps.RunResult], None] | None = None,
+    *,
+    options: RayOptions | None = None,
+    console=None,
+) -> list[sweeps.RunResult]:
+    """Run specs as Ray tasks; results in spec order. `workers` is ignored (see `options`)."""
+    options = options or RayOptions()
+    ray = import_ray()
+    owns = connect(options)
+    display = SweepDisplay(len(specs), console, label="ray")
+    token = uuid.uuid4().hex
+    ship = options.ship if options.ship is not None else os.environ.get(SHIP_ENV) == "1"
+    markers: set[Path] = set()
+    results: dict[str, sweeps.RunResult] = {}
+    in_flight: dict[Any, tuple[sweeps.RunSpec, int]] = {}
+    try:
+        for spec in specs:
+            marker = spec.run_dir.resolve().parent / MARKER_FILE
+            if marker not in markers:
+                rd.write_text_atomic(marker, token)
+                markers.add(marker)
+        capacity = _capacity(ray, options)
+        if capacity == 0:
+            display.note(
+                f"ray: no node can hold a run ({options.cpus_per_run:g} CPUs, "
+                f"{options.gpus_per_run:g} GPUs) yet; runs wait until one joins the cluster"
+            )
+        task = ray.remote(run_task)
+        retryable = _retryable(ray)
+        queue: list[tuple[sweeps.RunSpec, int]] = [(spec, 1) for spec in specs]
+        queue.reverse()  # pop() from the end: spec order
+
+        def submit(spec: sweeps.RunSpec, attempt: int) -> None:
+            payload = {
+                "name": spec.name,
+                "values": spec.values,
+                "run_dir": str(spec.run_dir.resolve()),
+                "config_path": str(spec.config_path.resolve()),
+                "log_path": str(spec.log_path.resolve()),
+                "config_yaml": spec.config_path.read_text(),
+                "env": _task_env(spec, options),
+                "attempt": attempt,
+                "marker": str(spec.run_dir.resolve().parent / MARKER_FILE),
+                "token": token,
+                "ship": ship,
+                "run_dir_tar": None,
+            }
+            if ship and rd.is_run_dir(spec.run_dir):  # resume it on the worker
+                payload["run_dir_tar"] = _tar_dir(spec.run_dir)
+            ref = task.options(
+                num_cpus=options.cpus_per_run,
+                num_gpus=options.gpus_per_run,
+                max_retries=0,
+                name=f"gdeeper:{spec.name}",
+            ).remote(payload)
+            in_flight[ref] = (spec, attempt)
+
+        def finish(spec: sweeps.RunSpec, result: sweeps.RunResult) -> None:
+            results[spec.name] = result
+            display.finished(result)
+            if on_result is not None:
+                on_result(result)
+
+        last_capacity = time.monotonic()
+        while queue or in_flight:
+            while queue and (
+                options.max_concurrent is None or len(in_flight) < options.max_concurrent
+            ):
+                submit(*queue.pop())
+            if time.monotonic() - last_capacity > 10:
+                capacity, last_capacity = _capacity(ray, options), time.monotonic()
+            running = len(in_flight) if capacity is None else min(len(in_flight), capacity)
+            display.update(running, len(queue) + len(in_flight) - running)
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+            for ref in ready:
+                spec, attempt = in_flight.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except retryable as error:
+                    reason = _first_line(error)
+                    if attempt <= options.max_retries:
+                        text = (
+                            f"ray: {spec.name}: attempt {attempt} lost ({reason}); "
+                            f"retrying ({attempt + 1} of {options.max_retries + 1})"
+                        )
+                        _append_log(spec.log_path, text)
+                        display.retry(text)
+                        queue.append((spec, attempt + 1))
+                        continue
+                    message = f"lost its worker {attempt} times (last: {reason})"
+                    _append_log(spec.log_path, f"ray: {spec.name}: {message}; giving up")
+                    result = _lost(spec, message, attempt)
+                except Exception as error:  # the task itself raised, or was cancelled
+                    message = f"ray task failed: {_first_line(error)}"
+                    _append_log(spec.log_path, f"ray: {spec.name}: {message}")
+                    result = _lost(spec, message, attempt)
+                else:
+                    result = _collect(spec, out, attempt, token)
+                finish(spec, result)
+        display.update(0, 0)
+    except BaseException:
+        for ref in list(in_flight):
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
+    finally:
+        display.close()
+        for marker in markers:
+            with contextlib.suppress(OSError):
+                marker.unlink()
+        if owns:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+    return [results[spec.name] for spec in specs if spec.name in results]
+
+
+def _lost(spec: sweeps.RunSpec, message: str, attempts: int) -> sweeps.RunResult:
+    return sweeps.RunResult(
+        name=spec.name,
+        values=spec.values,
+        status="failed",
+        exit_code=None,
+        summary=None,
+        wall_seconds=0.0,
+        run_dir=str(spec.run_dir),
+        message=message,
+        attempts=attempts,
+    )
+
+
+def _collect(spec: sweeps.RunSpec, out: dict, attempt: int, token: str) -> sweeps.RunResult:
+    """The task's result as the driver records it (a shipped run directory unpacked)."""
+    result = sweeps.RunResult(**out["result"])
+    result.run_dir = str(spec.run_dir)
+    result.values = spec.values
+    result.attempts = attempt
+    if not out["shared"]:
+        _append_log(spec.log_path, out.get("log") or "")
+        if out.get("run_dir_tar"):
+            try:
+                _install_run_dir(out["run_dir_tar"], spec.run_dir, token)
+            except (OSError, ValueError, tarfile.TarError) as error:
+                result.status = "failed"
+                result.message = f"cannot unpack the run directory from {out['host']}: {error}"
+        if isinstance(result.summary, dict) and "run_dir" in result.summary:
+            result.summary["run_dir"] = str(spec.run_dir)
+    if attempt > 1 and result.message is None:
+        result.message = f"retried: finished on attempt {attempt}"
+    return result
+
+
+def make_executor(options: RayOptions, console=None) -> Callable[..., list[sweeps.RunResult]]:
+    """An executor for `register_executor` with these options bound."""
+    return functools.partial(run_ray, options=options, console=console)
+
+
+sweeps.register_executor("ray", run_ray)
