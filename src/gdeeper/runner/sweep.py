@@ -49,13 +49,13 @@ from gdeeper.config import (
 )
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.experiments import get_experiment, resolve_config
+from gdeeper.runner.sweep_display import FINISHED, SweepDisplay
 
 SPEC_FILE = "sweep.yaml"
 RUNS_DIR = "runs"
 CONFIGS_DIR = "configs"
 LOGS_DIR = "logs"
 RESULTS_FILE = "results.csv"
-FINISHED = ("completed", "diverged")
 
 
 class SweepSpec(Section):
@@ -281,6 +281,8 @@ def run_local(
     """Run specs on local worker processes, `workers` at a time; results in spec order."""
     workers = workers or default_workers()
     results: dict[str, RunResult] = {}
+    display = SweepDisplay(len(specs), label="local")
+    display.update(running=min(workers, len(specs)), queued=max(0, len(specs) - workers))
     with futures.ThreadPoolExecutor(max_workers=workers) as pool:
         pending = {pool.submit(execute_run, spec): spec for spec in specs}
         try:
@@ -300,12 +302,17 @@ def run_local(
                         f"{type(error).__name__}: {error}",
                     )
                 results[spec.name] = result
+                display.finished(result)
+                left = len(specs) - len(results)
+                display.update(running=min(workers, left), queued=max(0, left - workers))
                 if on_result is not None:
                     on_result(result)
         except BaseException:
             for future in pending:
                 future.cancel()
             raise
+        finally:
+            display.close()
     return [results[spec.name] for spec in specs if spec.name in results]
 
 
