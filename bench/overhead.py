@@ -38,13 +38,25 @@ class StepTimer(keras.callbacks.Callback):
         self.marks.append(time.perf_counter())
 
 
+def reset_depth(model) -> None:
+    """Put every meta-layer's w back where the case started, so that w learning during the
+    repetitions cannot change the depth being measured (it would otherwise drift past the
+    next integer on XOR and time a deeper model)."""
+    for layer in gdeeper.meta_layers(model):
+        layer.w.assign(layer.w_init)
+    gdeeper.update_depths(model)
+
+
 def make_case(model, x, y, batch, spe, extra_callbacks):
     timer = StepTimer()
     callbacks = [*extra_callbacks, timer]
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
 
     def case() -> float:
+        reset_depth(model)
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
+        depths = {layer.computed_depth for layer in gdeeper.meta_layers(model)}
+        assert len(depths) <= 1, depths
         gaps = np.diff(timer.marks)
         return float(np.median(gaps)) / spe  # seconds per training step
 
