@@ -57,3 +57,24 @@ def scalar_derivative(fn, at: float) -> float:
 
         return float(jax.grad(lambda t: fn(t))(np.float32(at)))
     raise NotImplementedError(backend())
+
+
+def predict_in_subprocess(script: str, x) -> np.ndarray:
+    """Run `script` in a fresh Python with the flattened `x` as arguments; it prints one JSON
+    list of predictions on its last line, which is returned as an array."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, np.asarray(x).ravel().tolist())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.array(json.loads(result.stdout.strip().splitlines()[-1]))

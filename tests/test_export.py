@@ -2,9 +2,6 @@
 sub-layers."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,6 +10,7 @@ import pytest
 import gdeeper
 from gdeeper import DepthCallback, GInfinity
 from gdeeper.experiments.xor import build_xor_model, xor_data
+from helpers import predict_in_subprocess
 
 
 def fit(model, x, y):
@@ -105,17 +103,7 @@ def test_exported_model_loads_where_gdeeper_cannot_be_imported(tmp_path):
         "x = np.array(sys.argv[1:], dtype='float32').reshape(-1, 8)\n"
         "print(json.dumps(model.predict(x, verbose=0).ravel().tolist()))\n"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, *map(str, x.ravel().tolist())],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    predicted = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    predicted = predict_in_subprocess(script, x)
     np.testing.assert_allclose(predicted, expected, atol=1e-6)
 
 

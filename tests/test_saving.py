@@ -2,10 +2,7 @@
 clear errors for damaged or incompatible files."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 import warnings
 import zipfile
 
@@ -16,6 +13,7 @@ import pytest
 import gdeeper
 from gdeeper import DepthCallback, GInfinity, ModelLoadError
 from gdeeper.experiments.xor import build_xor_model, xor_data
+from helpers import predict_in_subprocess
 
 SKIPPED_OPTIMIZER = "Skipping variable loading for optimizer"
 
@@ -336,15 +334,5 @@ def test_load_model_registers_gdeeper_in_a_fresh_process(saved):
         "x = np.array(sys.argv[1:], dtype='float32').reshape(-1, 8)\n"
         "print(json.dumps(model.predict(x, verbose=0).ravel().tolist()))\n"
     )
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", script, *map(str, x.ravel().tolist())],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    predicted = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    predicted = predict_in_subprocess(script, x)
     np.testing.assert_allclose(predicted, expected.ravel(), atol=1e-6)
