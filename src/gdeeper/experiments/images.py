@@ -96,6 +96,40 @@ def _fixed_initializers(seed: int | None, index: int):
     return {"kernel_initializer": kernel, "bias_initializer": "zeros"}
 
 
+def _fixed_network(input_shape, classes, filters, dense_units, seed, name, fill):
+    """The fixed random skeleton shared by both builders; `fill(x, index, kind, size)` puts in
+    what stands at each meta-layer's place (a GInfinity, or hand-written blocks)."""
+    import keras
+
+    layers = keras.layers
+    image = keras.Input(tuple(input_shape), name="image")
+    x = image
+    for index, size in enumerate(filters):
+        x = layers.Conv2D(
+            size,
+            (3, 3),
+            padding="same",
+            trainable=False,
+            name=f"fixed_conv{index}",
+            **_fixed_initializers(seed, index),
+        )(x)
+        x = fill(x, index, "conv", size)
+        x = layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(
+        dense_units, trainable=False, name="fixed_dense", **_fixed_initializers(seed, 2)
+    )(x)
+    x = fill(x, 2, "dense", dense_units)
+    out = layers.Dense(
+        classes,
+        activation="softmax",
+        trainable=False,
+        name="fixed_out",
+        **_fixed_initializers(seed, 3),
+    )(x)
+    return keras.Model(image, out, name=name)
+
+
 def build_image_model(
     input_shape: tuple[int, int, int] = (28, 28, 1),
     classes: int = 10,
@@ -133,7 +167,6 @@ def build_image_model(
         seed: seeds the fixed random layers (sub-layer weights follow Keras' global seed,
             `keras.utils.set_random_seed`, so that each sub-layer starts different).
     """
-    import keras
 
     from gdeeper.layer import GInfinity
 
@@ -155,33 +188,15 @@ def build_image_model(
             name=layer_name,
         )
 
-    layers = keras.layers
-    image = keras.Input(tuple(input_shape), name="image")
-    x = image
-    for index, size in enumerate(filters):
-        x = layers.Conv2D(
-            size,
-            (3, 3),
-            padding="same",
-            trainable=False,
-            name=f"fixed_conv{index}",
-            **_fixed_initializers(seed, index),
-        )(x)
-        x = meta(index, "conv", size)(x)
-        x = layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(
-        dense_units, trainable=False, name="fixed_dense", **_fixed_initializers(seed, 2)
-    )(x)
-    x = meta(2, "dense", dense_units)(x)
-    out = layers.Dense(
+    return _fixed_network(
+        input_shape,
         classes,
-        activation="softmax",
-        trainable=False,
-        name="fixed_out",
-        **_fixed_initializers(seed, 3),
-    )(x)
-    return keras.Model(image, out, name=name)
+        filters,
+        dense_units,
+        seed,
+        name,
+        lambda x, index, kind, size: meta(index, kind, size)(x),
+    )
 
 
 def plain_fixed_depth_model(
@@ -237,32 +252,7 @@ def plain_fixed_depth_model(
             x = layers.Activation("relu", name=f"{layer_name}_h")(x)
         return x
 
-    image = keras.Input(tuple(input_shape), name="image")
-    x = image
-    for index, size in enumerate(filters):
-        x = layers.Conv2D(
-            size,
-            (3, 3),
-            padding="same",
-            trainable=False,
-            name=f"fixed_conv{index}",
-            **_fixed_initializers(seed, index),
-        )(x)
-        x = blocks(x, index, "conv", size)
-        x = layers.MaxPooling2D((2, 2), name=f"pool{index}")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(
-        dense_units, trainable=False, name="fixed_dense", **_fixed_initializers(seed, 2)
-    )(x)
-    x = blocks(x, 2, "dense", dense_units)
-    out = layers.Dense(
-        classes,
-        activation="softmax",
-        trainable=False,
-        name="fixed_out",
-        **_fixed_initializers(seed, 3),
-    )(x)
-    return keras.Model(image, out, name=name)
+    return _fixed_network(input_shape, classes, filters, dense_units, seed, name, blocks)
 
 
 def compile_image_model(
