@@ -17,17 +17,17 @@ def optimizer_state(model) -> dict[str, np.ndarray]:
     return {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables}
 
 
-class OptimizerProbe(keras.callbacks.Callback):
-    """Snapshots the optimizer's state just before and just after DepthCallback runs."""
+class ProbedDepthCallback(DepthCallback):
+    """DepthCallback that snapshots the optimizer's state just before and just after it runs."""
 
-    def __init__(self, store: dict, key: str):
+    def __init__(self, store: dict):
         super().__init__()
-        self.store, self.key = store, key
+        self.store = store
 
     def on_train_batch_end(self, batch, logs=None):
-        self.store.setdefault(self.key, []).append(
-            (batch, optimizer_state(self.model), gdeeper.depths(self.model)["g"])
-        )
+        self.store.setdefault("before", []).append((batch, optimizer_state(self.model), None))
+        super().on_train_batch_end(batch, logs)
+        self.store.setdefault("after", []).append((batch, optimizer_state(self.model), None))
 
 
 def parity_model(w_init, chunk):
@@ -50,19 +50,8 @@ def test_growth_during_fit_keeps_optimizer_state():
     model = parity_model(w_init=1.9, chunk=2)
     x, y = xor_data(np.random.default_rng(0), 60_000, 8)
     snapshots: dict = {}
-    depth_callback = DepthCallback()
-    model.fit(
-        x,
-        y,
-        batch_size=1000,
-        epochs=1,
-        verbose=0,
-        callbacks=[
-            OptimizerProbe(snapshots, "before"),
-            depth_callback,
-            OptimizerProbe(snapshots, "after"),
-        ],
-    )
+    depth_callback = ProbedDepthCallback(snapshots)
+    model.fit(x, y, batch_size=1000, epochs=1, verbose=0, callbacks=[depth_callback])
     layer = model.get_layer("g")
     grown = [e for e in depth_callback.growth_log if e["allocated"] > e["allocated_before"]]
     assert grown, f"w never passed the allocation: {depth_callback.growth_log}"

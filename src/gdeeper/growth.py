@@ -1,54 +1,42 @@
 """Growth between training steps: follow `w` with the computed depth, allocate new sub-layers,
-and carry the optimizer's state over to the grown model."""
+and extend the optimizer, in place and with its state, over the grown model."""
 
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import keras
-from keras import ops
 
-from gdeeper.layer import GInfinity
+from gdeeper import _keras
+from gdeeper.layer import STRUCTURE, GInfinity
 from gdeeper.telemetry import _sync_jax_state, meta_layers
 
 
-def _optimizer_of(model):
-    optimizer = getattr(model, "optimizer", None)
+def _optimizer_of(model, optimizer=None):
+    optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
     return optimizer if optimizer is not None and getattr(optimizer, "built", False) else None
 
 
-def extend_optimizer(model: keras.Model) -> bool:
-    """Make `model.optimizer` cover exactly the model's trainable variables, keeping their state.
+def extend_optimizer(model: keras.Model, optimizer=None) -> bool:
+    """Make the optimizer cover exactly the model's trainable variables, keeping its state.
 
-    A built Keras optimizer refuses variables it was not built with, so a new optimizer of the
-    same configuration is built over the model's trainable variables, and every slot (moments,
-    accumulators, iteration count, learning-rate state) of a variable it already covered is
-    copied over by name. Slots of variables that stopped being trained (sub-layers beyond a
-    shrunken computed depth) are dropped. Keeping the optimizer's variables equal to
-    `model.trainable_variables`, in the model's order, is what lets a saved model be loaded:
-    Keras rebuilds the optimizer over `model.trainable_variables` and restores its state by
-    position. Returns whether the optimizer was replaced.
+    `optimizer` defaults to `model.optimizer`. The optimizer object stays the same (a training
+    loop that holds it keeps working): it is rebuilt in place over `model.trainable_variables`
+    and every slot (moments, accumulators) of a variable it already covered keeps its value, as
+    do the iteration count and learning rate. Slots of variables that stopped being trained
+    (sub-layers beyond a shrunken computed depth) are dropped. Keeping the optimizer's variables
+    equal to `model.trainable_variables`, in the model's order, is what lets a saved model be
+    loaded: Keras restores an optimizer's state by position. Returns whether it changed.
     """
-    optimizer = _optimizer_of(model)
+    optimizer = _optimizer_of(model, optimizer)
     if optimizer is None:
         return False
     wanted = list(model.trainable_variables)
-    current = [optimizer._var_key(v) for v in optimizer._trainable_variables]
-    if current == [optimizer._var_key(v) for v in wanted]:
+    if [id(v) for v in _keras.optimizer_variables_of(optimizer)] == [id(v) for v in wanted]:
         return False
-    replacement = type(optimizer).from_config(optimizer.get_config())
-    replacement.build(wanted)
-    old = {variable.path: variable for variable in optimizer.variables}
-    for variable in replacement.variables:
-        source = old.get(variable.path)
-        if source is not None:
-            # A copy, not the same array: under JAX, training donates (deletes) the buffers of
-            # the variables it updates, which would leave the old optimizer holding dead arrays.
-            variable.assign(ops.copy(source.value))
-    model.optimizer = replacement
-    compile_config = getattr(model, "_compile_config", None)
-    if compile_config is not None and compile_config.config.get("optimizer") is optimizer:
-        compile_config.config["optimizer"] = replacement  # what model.save records
+    _sync_jax_state(model)
+    _keras.rebuild_optimizer(optimizer, wanted)
     return True
 
 
@@ -59,51 +47,72 @@ class _WReader:
         self.model = model
         self.layers = layers
         self._index: dict[int, int] | None = None
-
-    def invalidate(self) -> None:
-        self._index = None
+        self._generation = -1
 
     def read(self) -> list[float]:
-        state = getattr(self.model, "_jax_state", None)
-        if state and not getattr(self.model, "_jax_state_synced", True):
-            values = state.get("trainable_variables")
-            if values is not None:
-                if self._index is None:
-                    self._index = {id(v): i for i, v in enumerate(self.model.trainable_variables)}
-                if all(id(layer.w) in self._index for layer in self.layers):
-                    return [float(values[self._index[id(layer.w)]]) for layer in self.layers]
+        values = _keras.jax_trainable_values(self.model)
+        if values is not None:
+            if self._index is None or self._generation != STRUCTURE["generation"]:
+                variables = self.model.trainable_variables
+                self._index = {id(v): i for i, v in enumerate(variables)}
+                self._generation = STRUCTURE["generation"]
+            if all(id(layer.w) in self._index for layer in self.layers):
+                return [float(values[self._index[id(layer.w)]]) for layer in self.layers]
             _sync_jax_state(self.model)
         return [layer.read_w() for layer in self.layers]
 
 
-def update_depths(model: keras.Model, ws: list[float] | None = None) -> list[str]:
+def _steer(model: keras.Model, layers: list[GInfinity], optimizer=None) -> None:
+    """Mark `layers` as steered by `model`; a load that changes their depth updates the model."""
+    model_ref = weakref.ref(model)
+    optimizer_ref = weakref.ref(optimizer) if optimizer is not None else None
+
+    def after_depth_restored(layer: GInfinity) -> None:
+        owner = model_ref()
+        if owner is None:
+            return
+        held = optimizer_ref() if optimizer_ref is not None else None
+        target = held if held is not None else getattr(owner, "optimizer", None)
+        if target is not None and not target.built:
+            target.build(owner.trainable_variables)  # so its saved state can be loaded
+        else:
+            extend_optimizer(owner, held)
+        _reset_traced_functions(owner)
+
+    for layer in layers:
+        layer.mark_steered(after_depth_restored)
+
+
+def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=None) -> list[str]:
     """Align every meta-layer's computed depth with its `w`, growing where needed.
 
-    Call after each training step in a custom loop (`DepthCallback` does it during `fit`).
-    Returns the names of the meta-layers whose computed depth changed. When anything changed,
-    the model's traced train/test/predict functions are rebuilt on their next use.
+    Call after each training step in a custom loop (`DepthCallback` does it during `fit`), and
+    pass the optimizer your loop applies gradients with if it is not `model.optimizer`: it is
+    extended in place, with its state, whenever the trainable variables change. Returns the
+    names of the meta-layers whose computed depth changed; when it is not empty, the model's
+    trainable variables changed too, so a step function you compiled yourself (`tf.function`,
+    `jax.jit`) must be traced again. The model's own train/test/predict functions are reset.
     """
-    layers = meta_layers(model)
+    layers = [layer for layer in meta_layers(model) if layer.built]
+    _steer(model, layers, optimizer)
     if ws is None:
         _sync_jax_state(model)
         ws = [layer.read_w() for layer in layers]
     pending = [
         (layer, w)
         for layer, w in zip(layers, ws)
-        if layer.built and layer.target_depth(w, layer.computed_depth) != layer.computed_depth
+        if layer.target_depth(w, layer.computed_depth) != layer.computed_depth
     ]
-    optimizer_replaced = False
     if pending:
         _sync_jax_state(model)  # JAX: state must be back in the variables before they change
     changed = []
     for layer, w in pending:
-        layer.depth_controlled = True
         moved, _ = layer.set_depth(w)
         if moved:
             layer.retraces += 1
             changed.append(layer.name)
-    optimizer_replaced = extend_optimizer(model) if pending else False
-    if changed or optimizer_replaced:
+    optimizer_changed = extend_optimizer(model, optimizer) if pending else False
+    if changed or optimizer_changed:
         _reset_traced_functions(model)
     return changed
 
@@ -119,34 +128,63 @@ def _reset_traced_functions(model: keras.Model) -> None:
 class DepthCallback(keras.callbacks.Callback):
     """Lets meta-layers grow and shrink during `fit`, and logs `w/<name>` and `depth/<name>`.
 
-    Place it before `CSVLogger`/`TensorBoard` in the callbacks list so they see the depth keys
-    (`History` always does). The depth is checked at the end of every execution (every
-    `steps_per_execution` steps); growth keeps the optimizer's state.
+    Its place in the callbacks list does not matter: it moves itself to the front, so
+    `CSVLogger`, `TensorBoard`, `EarlyStopping` and the rest see the depth keys and a model
+    whose depth is already up to date. The depth is checked at the end of every execution
+    (every `steps_per_execution` steps); growth keeps the optimizer's state. It also makes the
+    model's `get_weights`/`set_weights` depth-aware (see `gdeeper.depth_aware_weights`), so
+    `EarlyStopping(restore_best_weights=True)` restores a model that grew after its best epoch.
     """
 
     def __init__(self, verbose: bool = False):
         super().__init__()
         self.verbose = verbose
         self.growth_log: list[dict] = []
+        self._layers: list[GInfinity] = []
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Our own reference: Keras' `Callback.model` syncs the whole JAX state on every access,
+        # which would cost a device round trip per step; only `w` is needed between steps.
+        self._target = model
+        callbacks = _keras.callback_list_of(self)
+        if callbacks is not None and callbacks and callbacks[0] is not self:
+            callbacks.remove(self)
+            callbacks.insert(0, self)
+        from gdeeper.weights import depth_aware_weights
+
+        depth_aware_weights(model)
+        # Steer from now on: a BackupAndRestore that loads a grown model in its
+        # on_train_begin then extends the optimizer before Keras restores its state.
+        _steer(model, meta_layers(model))
+
+    def _start(self) -> bool:
+        """Take the model's meta-layers once they are all built (subclassed models build late)."""
+        layers = meta_layers(self._target)
+        if not all(layer.built for layer in layers):
+            return False
+        self._layers = layers
+        self._reader = _WReader(self._target, layers)
+        # Covers growth that happened outside fit (eager calls, loaded models).
+        update_depths(self._target)
+        if extend_optimizer(self._target):
+            _reset_traced_functions(self._target)
+        return True
 
     def on_train_begin(self, logs=None):
-        self._layers = meta_layers(self.model)
-        for layer in self._layers:
-            layer.depth_controlled = True
-        self._reader = _WReader(self.model, self._layers)
-        self._step = 0
-        # Covers growth that happened outside fit (eager calls, loaded models).
-        update_depths(self.model)
-        if extend_optimizer(self.model):
-            _reset_traced_functions(self.model)
+        self._layers = []
+        _steer(self._target, meta_layers(self._target))
+        self._started = self._start()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._step = batch
+        if not self._started:
+            self._started = self._start()
+            if not self._started:
+                return
         ws = self._reader.read()
         before = [layer.allocated_depth for layer in self._layers]
-        changed = update_depths(self.model, ws)
+        changed = update_depths(self._target, ws)
         if changed:
-            self._reader.invalidate()
             for layer, w, allocated in zip(self._layers, ws, before):
                 if layer.name in changed:
                     event = {
@@ -164,14 +202,15 @@ class DepthCallback(keras.callbacks.Callback):
             self._add_logs(logs, ws)
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            _sync_jax_state(self.model)
+        if logs is not None and self._layers:
+            _sync_jax_state(self._target)
             self._add_logs(logs, [layer.read_w() for layer in self._layers])
 
     def on_train_end(self, logs=None):
-        _sync_jax_state(self.model)
-        update_depths(self.model)
-        for layer in self._layers:
+        _sync_jax_state(self._target)
+        if self._layers:
+            update_depths(self._target)
+        for layer in meta_layers(self._target):
             layer.depth_controlled = False
             layer._warned_uncontrolled = False
 

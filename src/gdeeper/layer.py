@@ -13,6 +13,7 @@ Growth beyond the allocated sub-layers happens between training steps (see `grow
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 import warnings
@@ -22,67 +23,56 @@ import keras
 import numpy as np
 from keras import ops
 
+from gdeeper import _keras
+from gdeeper.block import BlockTemplate, _Block
 from gdeeper.gate import delta, shifted_delta
 
 MERGES = ("residual", "blend")
 # Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
 _NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
+# Bumped whenever any meta-layer's variables change, so cached variable indexes can tell.
+_structure_generation = itertools.count(1)
+STRUCTURE = {"generation": 0}
+
+
+def _bump_structure() -> None:
+    STRUCTURE["generation"] = next(_structure_generation)
 
 
 class DepthLimitError(RuntimeError):
     """Raised when `w` asks for more sub-layers than a meta-layer's `max_depth` allows."""
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(layer_name: str, argument: str, value, ok: bool, accepted: str) -> None:
+    """One ValueError format for every bad argument: what was wrong and what is accepted."""
+    if not ok:
+        raise ValueError(
+            f"GInfinity '{layer_name}': {argument} must be {accepted}, got {argument}={value!r}"
+        )
+
+
 def _as_regularizer(value, argument: str, layer_name: str):
+    accepted = "a finite float >= 0 or a Keras regularizer"
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(
-            f"GInfinity '{layer_name}': {argument} must be a float or a Keras "
-            f"regularizer, got {argument}={value!r}"
-        )
+    _check(layer_name, argument, value, not isinstance(value, bool), accepted)
     if isinstance(value, (int, float)):
-        if value < 0 or not math.isfinite(value):
-            raise ValueError(
-                f"GInfinity '{layer_name}': {argument} must be a finite float >= 0, "
-                f"got {argument}={value!r}"
-            )
+        _check(layer_name, argument, value, math.isfinite(value) and value >= 0, accepted)
         return keras.regularizers.L2(float(value)) if value > 0 else None
     try:
         return keras.regularizers.get(value)
     except (ValueError, TypeError) as error:
         raise ValueError(
-            f"GInfinity '{layer_name}': {argument} must be a float or a Keras "
-            f"regularizer, got {argument}={value!r}"
+            f"GInfinity '{layer_name}': {argument} must be {accepted}, got {argument}={value!r}"
         ) from error
-
-
-class _Block(keras.layers.Layer):
-    """One sub-layer `f_i`: a sequence of fresh layers built from the meta-layer's templates."""
-
-    def __init__(self, layers: Sequence[keras.layers.Layer], **kwargs):
-        super().__init__(**kwargs)
-        self.block_layers = list(layers)
-
-    def build(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.block_layers:
-            if not layer.built:
-                layer.build(shape)
-            shape = tuple(layer.compute_output_shape(shape))
-        self.output_shape_ = shape
-
-    def call(self, inputs, training=None):
-        x = inputs
-        for layer in self.block_layers:
-            x = layer(x, training=training)
-        return x
-
-    def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.block_layers:
-            shape = tuple(layer.compute_output_shape(shape))
-        return shape
 
 
 @keras.saving.register_keras_serializable(package="gdeeper")
@@ -143,64 +133,37 @@ class GInfinity(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         name = self.name
-        if (
-            isinstance(w_init, bool)
-            or not isinstance(w_init, (int, float))
-            or not math.isfinite(w_init)
+        if seed is None:
+            seed = random.randrange(2**31)
+        in_depth_range = f"an integer in [0, max_depth={max_depth}] or None"
+        for argument, value, ok, accepted in (
+            ("w_init", w_init, _is_number(w_init) and math.isfinite(w_init), "a finite number"),
+            ("merge", merge, merge in MERGES, f"one of {MERGES}"),
+            ("chunk", chunk, _is_int(chunk) and chunk >= 1, "an integer >= 1"),
+            ("max_depth", max_depth, _is_int(max_depth) and max_depth >= 1, "an integer >= 1"),
+            ("alpha", alpha, _is_number(alpha) and alpha > 0, "a number > 0"),
+            ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
+            ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
+            ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
+            (
+                "penalize",
+                penalize,
+                penalize in ("last", "all")
+                if isinstance(penalize, str)
+                else all(isinstance(p, str) for p in penalize),
+                "'last', 'all' or a list of weight names",
+            ),
         ):
-            raise ValueError(
-                f"GInfinity '{name}': w_init must be a finite number, got w_init={w_init!r}"
-            )
-        if merge not in MERGES:
-            raise ValueError(
-                f"GInfinity '{name}': merge must be one of {MERGES}, got merge={merge!r}"
-            )
-        for argument, value, low in (("chunk", chunk, 1), ("max_depth", max_depth, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(
-                    f"GInfinity '{name}': {argument} must be an integer >= {low}, "
-                    f"got {argument}={value!r}"
-                )
-        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha > 0:
-            raise ValueError(f"GInfinity '{name}': alpha must be a number > 0, got alpha={alpha!r}")
-        if not 0 <= lookahead < 1:
-            raise ValueError(
-                f"GInfinity '{name}': lookahead must be in [0, 1), got lookahead={lookahead!r}"
-            )
-        if not 0 <= hysteresis < 1:
-            raise ValueError(
-                f"GInfinity '{name}': hysteresis must be in [0, 1), got hysteresis={hysteresis!r}"
-            )
+            _check(name, argument, value, ok, accepted)
         for argument, value in (
             ("allocated_depth", allocated_depth),
             ("computed_depth", computed_depth),
         ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_depth
-            ):
-                raise ValueError(
-                    f"GInfinity '{name}': {argument} must be an integer in "
-                    f"[0, max_depth={max_depth}], got {argument}={value!r}"
-                )
-        if seed is None:
-            seed = random.randrange(2**31)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(
-                f"GInfinity '{name}': seed must be an integer >= 0 or None, got seed={seed!r}"
-            )
-        if isinstance(penalize, str):
-            if penalize not in ("last", "all"):
-                raise ValueError(
-                    f"GInfinity '{name}': penalize must be 'last', 'all' or a list of "
-                    f"weight names, got penalize={penalize!r}"
-                )
-        elif not all(isinstance(p, str) for p in penalize):
-            raise ValueError(
-                f"GInfinity '{name}': penalize must be 'last', 'all' or a list of "
-                f"weight names, got penalize={penalize!r}"
-            )
+            ok = value is None or (_is_int(value) and 0 <= value <= max_depth)
+            _check(name, argument, value, ok, in_depth_range)
 
-        self._block_configs, self._block_factory = self._parse_block(block)
+        # Plain attribute: the template layers are never built or trained themselves.
+        object.__setattr__(self, "_template", BlockTemplate(block, name))
         self.h_identifier = h
         self._h = keras.activations.get(h if h is not None else "linear")
         self.w_init = float(w_init)
@@ -227,44 +190,18 @@ class GInfinity(keras.layers.Layer):
         # Set by DepthCallback/update_depths: someone is steering growth between steps.
         self.depth_controlled = False
         self._warned_uncontrolled = False
+        self._uncontrolled_training_call = False
+        # The model (and optimizer) steering this layer's growth, for loads that change depth.
+        object.__setattr__(self, "_owner", None)
         self.growth_events = 0
         self.retraces = 0
 
     # ----------------------------------------------------------------------------------- config
-    def _parse_block(self, block):
-        if isinstance(block, keras.layers.Layer):
-            block = [block]
-        if callable(block) and not isinstance(block, (list, tuple)):
-            return None, block
-        if isinstance(block, dict):
-            block = [block]
-        if not isinstance(block, (list, tuple)) or not block:
-            raise ValueError(
-                f"GInfinity '{self.name}': block must be a Keras layer, a non-empty "
-                f"list of layers or a callable index -> layer(s), got block={block!r}"
-            )
-        configs = []
-        for item in block:
-            if isinstance(item, dict):
-                configs.append(item)
-            elif isinstance(item, keras.layers.Layer):
-                configs.append(keras.saving.serialize_keras_object(item))
-            else:
-                raise ValueError(
-                    f"GInfinity '{self.name}': every block entry must be a Keras "
-                    f"layer, got {item!r}"
-                )
-        return configs, None
-
     def get_config(self) -> dict:
         config = super().get_config()
-        if self._block_factory is not None:
-            block = keras.saving.serialize_keras_object(self._block_factory)
-        else:
-            block = list(self._block_configs)
         config.update(
             {
-                "block": block,
+                "block": self._template.serialize(),
                 "h": keras.activations.serialize(self._h)
                 if self.h_identifier is not None
                 else None,
@@ -293,8 +230,8 @@ class GInfinity(keras.layers.Layer):
     def from_config(cls, config: dict):
         config = dict(config)
         block = config.pop("block")
-        if isinstance(block, dict):  # a serialized factory function
-            block = keras.saving.deserialize_keras_object(block)
+        if isinstance(block, dict) and block.get("class_name") in ("function", "__lambda__"):
+            block = keras.saving.deserialize_keras_object(block)  # a factory function
         for key in ("w_regularizer", "block_regularizer"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
@@ -330,25 +267,6 @@ class GInfinity(keras.layers.Layer):
     def _round_up(self, depth: int) -> int:
         return min(self.max_depth, self.chunk * math.ceil(depth / self.chunk))
 
-    def _make_block_layers(self, index: int) -> list[keras.layers.Layer]:
-        if self._block_factory is not None:
-            made = self._block_factory(index)
-            layers = [made] if isinstance(made, keras.layers.Layer) else list(made)
-            for layer in layers:
-                if not isinstance(layer, keras.layers.Layer):
-                    raise ValueError(
-                        f"GInfinity '{self.name}': the block factory must return "
-                        f"Keras layers, got {layer!r} for sub-layer {index}"
-                    )
-            return layers
-        layers = []
-        for position, config in enumerate(self._block_configs):
-            config = {**config, "config": dict(config["config"])}
-            base = config["config"].get("name") or config.get("class_name", "layer").lower()
-            config["config"]["name"] = f"{self.name}_{index}_{position}_{base}"
-            layers.append(keras.saving.deserialize_keras_object(config))
-        return layers
-
     @contextlib.contextmanager
     def _seeded(self, index: int):
         """Python's RNG seeded for sub-layer `index` (and restored afterwards)."""
@@ -367,15 +285,11 @@ class GInfinity(keras.layers.Layer):
                 f"{self.max_depth}; raise max_depth or the w penalty (w_regularizer)"
             )
         added = 0
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
+        with _keras.unlocked(self):
             while len(self.sublayers) < depth:
                 index = len(self.sublayers)
                 with self._seeded(index):
-                    block = _Block(
-                        self._make_block_layers(index), name=f"{self.name}_block_{index}"
-                    )
+                    block = _Block(self._template.make(index), name=f"{self.name}_block_{index}")
                     block.build(self._input_shape)
                 if tuple(block.output_shape_[1:]) != tuple(self._input_shape[1:]):
                     names = ", ".join(layer.__class__.__name__ for layer in block.block_layers)
@@ -390,9 +304,8 @@ class GInfinity(keras.layers.Layer):
                     sum(int(math.prod(v.shape)) for v in block.trainable_weights)
                 )
                 added += 1
-        finally:
-            if locked:
-                self._tracker.lock()
+        if added:
+            _bump_structure()
         return added
 
     def _release(self, depth: int) -> int:
@@ -403,17 +316,14 @@ class GInfinity(keras.layers.Layer):
                 f"{self._computed_depth}, got depth={depth}"
             )
         released = 0
-        locked = self._tracker.locked
-        self._tracker.unlock()
-        try:
+        with _keras.unlocked(self):
             while len(self.sublayers) > depth:
                 self.sublayers.pop()  # untracks the sub-layer and its variables
                 self._penalties.pop()
                 self._block_sizes.pop()
                 released += 1
-        finally:
-            if locked:
-                self._tracker.lock()
+        if released:
+            _bump_structure()
         return released
 
     def prune(self) -> int:
@@ -468,6 +378,7 @@ class GInfinity(keras.layers.Layer):
             wanted = self._trainable and index < self._computed_depth
             if block.trainable != wanted:
                 block.trainable = wanted
+                _bump_structure()
 
     # ------------------------------------------------------------------------------ save / load
     def save_own_variables(self, store):
@@ -483,7 +394,7 @@ class GInfinity(keras.layers.Layer):
 
     def load_own_variables(self, store):
         keys = set(store.keys())
-        own = self._trainable_variables + self._non_trainable_variables
+        own = _keras.own_variables(self)
         numbered = {key for key in keys if key.isdigit()}
         if numbered != {str(i) for i in range(len(own))}:
             raise ValueError(
@@ -495,7 +406,12 @@ class GInfinity(keras.layers.Layer):
         seeds = {key: store[key] for key in keys if key.startswith("seed_state_")}
         for index, variable in enumerate(own):
             variable.assign(store[str(index)])
+        before = (len(self.sublayers), self._computed_depth)
         self._restore_depth(self.read_w(), allocated, computed)
+        if before != (len(self.sublayers), self._computed_depth) and self._owner is not None:
+            # The model's trainable variables changed: its optimizer must cover them before
+            # Keras loads the optimizer's state (after the layers') by position.
+            self._owner(self)
         states = self._seed_states()
         if seeds and len(seeds) == len(states):
             for index, state in enumerate(states):
@@ -503,12 +419,7 @@ class GInfinity(keras.layers.Layer):
 
     def _seed_states(self) -> list[keras.Variable]:
         """The random-number states of the sub-layers (dropout), in sub-layer order."""
-        return [
-            generator.state
-            for block in self.sublayers
-            for layer in block._flatten_layers(include_self=True)
-            for generator in getattr(layer, "_seed_generators", [])
-        ]
+        return [state for block in self.sublayers for state in _keras.seed_states(block)]
 
     def _restore_depth(self, w: float, allocated: int | None, computed: int | None) -> None:
         """Match the saved sub-layers (grow or release), then compute what the saved model did.
@@ -545,7 +456,7 @@ class GInfinity(keras.layers.Layer):
         return self._computed_depth
 
     def read_w(self) -> float:
-        return float(ops.convert_to_numpy(self.w.value))
+        return float(self.w.value)  # no NumPy conversion: TF tensors warn under NumPy 2
 
     @staticmethod
     def active_depth_for(w: float) -> int:
@@ -588,25 +499,55 @@ class GInfinity(keras.layers.Layer):
         return changed, added
 
     def _refresh_depth_if_eager(self) -> None:
+        # Steered layers change depth only between steps (update_depths), never inside one.
+        if self.depth_controlled or not self.built:
+            return
         try:
             w = self.read_w()
-        except Exception:  # symbolic or traced: the computed depth stays as steered
+        except Exception:  # symbolic or traced: the computed depth stays as it is
             return
         self.set_depth(w)
+
+    def _check_steered(self, training) -> None:
+        """Warn when training goes on and nobody lets the depth follow `w`.
+
+        Under `fit` without DepthCallback this warns at once. A custom loop may make its first
+        training call before it first calls update_depths; a second training call (or any
+        later call) while still unsteered warns.
+        """
+        if self.depth_controlled or self._warned_uncontrolled:
+            return
+        if training and not _keras.in_keras_training(_keras.entry_layer()):
+            if not self._uncontrolled_training_call:
+                self._uncontrolled_training_call = True
+                return
+        elif not training and not self._uncontrolled_training_call:
+            return
+        self._warned_uncontrolled = True
+        warnings.warn(
+            f"GInfinity '{self.name}' was trained without gdeeper.DepthCallback (or "
+            f"gdeeper.update_depths after each step): its depth cannot follow w beyond "
+            f"{self._computed_depth} computed / {len(self.sublayers)} allocated sub-layers. "
+            "Pass callbacks=[gdeeper.DepthCallback()] to fit().",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def mark_steered(self, owner: Callable | None = None) -> None:
+        """Record that growth is steered between steps (by DepthCallback or update_depths).
+
+        `owner(layer)` is called when a load changes this layer's depth, so that the model's
+        optimizer and traced functions can follow.
+        """
+        self.depth_controlled = True
+        self._uncontrolled_training_call = False
+        if owner is not None:
+            object.__setattr__(self, "_owner", owner)
 
     # ------------------------------------------------------------------------------------- call
     def call(self, inputs, training=None):
         self._refresh_depth_if_eager()
-        if training and not self.depth_controlled and not self._warned_uncontrolled:
-            self._warned_uncontrolled = True
-            warnings.warn(
-                f"GInfinity '{self.name}' is being trained without gdeeper.DepthCallback (or "
-                f"gdeeper.update_depths after each step): its depth cannot follow w beyond "
-                f"{self._computed_depth} computed / {len(self.sublayers)} allocated sub-layers. "
-                "Pass callbacks=[gdeeper.DepthCallback()] to fit().",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        self._check_steered(training)
         w = ops.cast(self.w, self.compute_dtype)
         w_float32 = ops.cast(self.w, "float32")  # penalties stay in float32 under mixed precision
         x = inputs

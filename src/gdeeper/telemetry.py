@@ -6,6 +6,7 @@ import dataclasses
 
 import keras
 
+from gdeeper import _keras
 from gdeeper.layer import GInfinity
 
 
@@ -29,9 +30,7 @@ def meta_layers(model: keras.layers.Layer) -> list[GInfinity]:
     """Every `GInfinity` inside `model` (itself included), in model order."""
     if isinstance(model, GInfinity):
         return [model]
-    return [
-        layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, GInfinity)
-    ]
+    return [layer for layer in _keras.flatten_layers(model) if isinstance(layer, GInfinity)]
 
 
 def _sync_jax_state(model) -> None:
@@ -60,3 +59,25 @@ def depths(model: keras.layers.Layer) -> dict[str, DepthInfo]:
             growth_events=layer.growth_events,
         )
     return report
+
+
+def summary(model: keras.Model, print_fn=None, **kwargs) -> None:
+    """`model.summary()`, then each meta-layer's depth and the parameters it really uses.
+
+    Keras counts every allocated sub-layer, and shows those beyond the computed depth as
+    "Non-trainable params": they are spare capacity for growth, not frozen weights.
+    """
+    print_fn = print_fn or print
+    model.summary(print_fn=print_fn, **kwargs)
+    report = depths(model)
+    if not report:
+        return
+    lines = ["Depth (gdeeper):"]
+    for name, info in report.items():
+        lines.append(
+            f"  {name}: w={info.w:.3f}, {info.active_depth} active / {info.computed_depth} "
+            f"computed / {info.allocated_depth} allocated sub-layers; "
+            f"{info.params_in_use:,} params in use, {info.params_unused:,} allocated for "
+            "growth (counted by Keras as non-trainable)"
+        )
+    print_fn("\n".join(lines))

@@ -1,0 +1,148 @@
+"""Every private Keras attribute gdeeper relies on, in one place.
+
+Keras 3 offers no public API for a few things a layer that changes its own size needs: adding
+state to a built layer, extending a built optimizer, reading `w` in the middle of a JAX `fit`,
+and finding the callbacks a callback runs with. Each helper here names the Keras internals it
+touches; `tests/test_keras_internals.py` pins the behaviour each one relies on, so a Keras
+upgrade that changes them fails there, in one clear place, rather than deep inside growth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import keras
+from keras import ops
+
+
+def flatten_layers(layer: keras.layers.Layer, include_self: bool = False) -> list:
+    """Every layer nested in `layer` (attributes of subclassed models included), in order.
+
+    `Layer._flatten_layers` is what Keras itself uses to find nested layers of any model kind;
+    the public `model.layers` lists only the top level.
+    """
+    return list(layer._flatten_layers(include_self=include_self))
+
+
+@contextlib.contextmanager
+def unlocked(layer: keras.layers.Layer):
+    """Let a built layer add or drop sub-layers (Keras locks `Layer._tracker` after build)."""
+    locked = layer._tracker.locked
+    layer._tracker.unlock()
+    try:
+        yield
+    finally:
+        if locked:
+            layer._tracker.lock()
+
+
+def own_variables(layer: keras.layers.Layer) -> list:
+    """The variables a layer created itself with `add_weight`, without its sub-layers'."""
+    return layer._trainable_variables + layer._non_trainable_variables
+
+
+def seed_states(layer: keras.layers.Layer) -> list:
+    """The random-number states (dropout) of `layer` and its nested layers, in order."""
+    return [
+        generator.state
+        for sub in flatten_layers(layer, include_self=True)
+        for generator in getattr(sub, "_seed_generators", [])
+    ]
+
+
+# ------------------------------------------------------------------------------- optimizer
+def optimizer_variables_of(optimizer) -> list:
+    """The model variables a built optimizer was built over (and updates), in order."""
+    return list(getattr(optimizer, "_trainable_variables", []))
+
+
+def _kept(optimizer) -> set[int]:
+    """Variables made in `__init__` (iteration count, learning rate), which `build` never redoes."""
+    kept = {id(optimizer._iterations)}
+    if isinstance(getattr(optimizer, "_learning_rate", None), keras.Variable):
+        kept.add(id(optimizer._learning_rate))
+    return kept
+
+
+def rebuild_optimizer(optimizer, variables: list) -> None:
+    """Rebuild a built optimizer, in place, over `variables`, keeping every slot it had.
+
+    A built Keras optimizer refuses variables it was not built with, and `build` returns early
+    once `built` is set. The optimizer object must stay the same (the user's training loop and
+    `model.compile` hold it), so the variables its `build` made are dropped from its tracker,
+    `built` is reset, `build` runs again over `variables`, and the value of every variable whose
+    path existed before (moments, accumulators, a loss scale) is copied back; the iteration
+    count and learning rate are never touched. Slots of variables no longer in `variables` are
+    dropped. A LossScaleOptimizer (mixed precision) and its `inner_optimizer` are both rebuilt.
+    """
+    layers = [optimizer]
+    if getattr(optimizer, "inner_optimizer", None) is not None:
+        layers.append(optimizer.inner_optimizer)
+    saved = {}
+    for part in layers:
+        kept = _kept(part)
+        for variable in list(part._variables):
+            if id(variable) not in kept:
+                # A copy, not the same array: under JAX, training donates (deletes) the buffers
+                # of the variables it updates.
+                saved[variable.path] = ops.copy(variable.value)
+                part._untrack_variable(variable)
+        part._trainable_variables_indices = {}
+        part.built = False
+    with keras.name_scope(optimizer.name, caller=optimizer):  # as Keras' apply builds it
+        optimizer.build(list(variables))
+    for variable in optimizer.variables:
+        value = saved.get(variable.path)
+        if value is not None and tuple(value.shape) == tuple(variable.shape):
+            variable.assign(value)
+
+
+# ------------------------------------------------------------------------------------- JAX
+def jax_trainable_values(model) -> list | None:
+    """During a JAX `fit`, the current values of `model.trainable_variables`, without a sync.
+
+    Between steps the JAX trainer keeps the state in `model._jax_state` and the Variable
+    objects hold stale (or purged) values until `model.jax_state_sync()`. None where there is
+    no such unsynced state (other backends, outside `fit`).
+    """
+    state = getattr(model, "_jax_state", None)
+    if not state or getattr(model, "_jax_state_synced", True):
+        return None
+    return state.get("trainable_variables")
+
+
+# ------------------------------------------------------------------------------- callbacks
+def callback_list_of(callback) -> list | None:
+    """The list of callbacks `callback` runs with, found while `set_model` is being called.
+
+    `CallbackList.set_model` calls each callback's `set_model` from a loop over
+    `self.callbacks`; the caller's frame is that CallbackList. None if called another way.
+    """
+    frame = sys._getframe(2)  # callback.set_model <- our helper's caller <- CallbackList
+    for _ in range(3):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, keras.callbacks.CallbackList):
+            return owner.callbacks
+        frame = frame.f_back
+    return None
+
+
+# ------------------------------------------------------------------------------------ calls
+def entry_layer():
+    """The outermost layer (usually the model) of the call in progress, or None.
+
+    Keras keeps it in the global `current_call_ctx` for the duration of a top-level call.
+    """
+    from keras.src.backend.common import global_state
+
+    context = global_state.get_global_attribute("current_call_ctx")
+    return getattr(context, "entry_layer", None)
+
+
+def in_keras_training(model) -> bool:
+    """Whether `model` trains through Keras' own loop (`fit`/`train_on_batch`): they build
+    `model.train_function` before their first step; a custom loop leaves it unset."""
+    return getattr(model, "train_function", None) is not None
