@@ -51,7 +51,7 @@ def measure(args) -> list[dict]:
     import keras
 
     import gdeeper
-    from gdeeper.data import load_dataset
+    from gdeeper.datasets import load_dataset
     from gdeeper.experiments.images import (
         build_image_model,
         compile_image_model,

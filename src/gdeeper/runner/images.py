@@ -23,7 +23,7 @@ from gdeeper.runner.train import Plan, make_optimizer
 
 @functools.lru_cache(maxsize=2)
 def _load(name, path, limit, seed, test_limit, download):
-    from gdeeper.data import load_dataset
+    from gdeeper.datasets import load_dataset
 
     return load_dataset(
         name, path=path, limit=limit, seed=seed, test_limit=test_limit, download=download
@@ -32,7 +32,7 @@ def _load(name, path, limit, seed, test_limit, download):
 
 def load_data(config: ImageConfig):
     """The run's dataset; any problem finding or reading it is a one-line ConfigError."""
-    from gdeeper.data import DataError
+    from gdeeper.datasets import DataError
 
     d = config.data
     try:
