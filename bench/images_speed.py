@@ -52,7 +52,7 @@ def measure(args) -> list[dict]:
 
     import gdeeper
     from gdeeper.datasets import load_dataset
-    from gdeeper.experiments.images import (
+    from gdeeper.experiments.cnn import (
         build_image_model,
         compile_image_model,
         plain_fixed_depth_model,
