@@ -1,9 +1,10 @@
 """The Fashion-MNIST protocol on a GPU (JAX backend), bounded by wall time.
 
-The original MNIST protocol (SPEC section 3: three meta-layers, Adadelta at 1.0, batch 512, the
-test set evaluated after every epoch) on a lent GPU machine, where TensorFlow is absent and the
-project travels as source with Keras as a wheel. The data travels as the `.npz` that
-`gdeeper.data.save_npz` writes. Writes metrics.csv (one row per epoch) and summary.json to --out.
+The original MNIST protocol (three meta-layers, Adadelta at 1.0, batch 512, the test set
+evaluated after every epoch; docs/reproduction.md) on a lent GPU machine, where TensorFlow is
+absent and the project travels as source with Keras as a wheel. The data travels as the `.npz`
+that `gdeeper.datasets.save_npz` writes. Writes metrics.csv (one row per epoch) and
+summary.json to --out.
 
     KERAS_BACKEND=jax python bench/gpu_fashion.py --data fashion-mnist.npz --minutes 7 --out DIR
 """
@@ -59,8 +60,8 @@ def main() -> None:
     import keras
 
     import gdeeper
-    from gdeeper.data import load_dataset
-    from gdeeper.experiments.images import build_image_model, compile_image_model
+    from gdeeper.datasets import load_dataset
+    from gdeeper.experiments.cnn import build_image_model, compile_image_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

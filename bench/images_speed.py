@@ -51,8 +51,8 @@ def measure(args) -> list[dict]:
     import keras
 
     import gdeeper
-    from gdeeper.data import load_dataset
-    from gdeeper.experiments.images import (
+    from gdeeper.datasets import load_dataset
+    from gdeeper.experiments.cnn import (
         build_image_model,
         compile_image_model,
         plain_fixed_depth_model,

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
-from gdeeper.runner.experiments import resolve_config
+from gdeeper.experiments import resolve_config
 
 LAYERS = ("cnn0", "cnn1", "fc0")
 COLUMNS = [
@@ -236,7 +236,7 @@ def test_missing_dataset_is_one_line_exit_2_and_writes_nothing(tmp_path):
 
 
 def test_resumed_epoch_stream_is_the_uninterrupted_one():
-    from gdeeper.runner.images import train_batches
+    from gdeeper.experiments.images import train_batches
 
     x = np.arange(10, dtype="float32")[:, None]
     y = np.arange(10, dtype="float32")[:, None] * 2

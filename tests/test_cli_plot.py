@@ -12,8 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
-from gdeeper.runner import reference
-from gdeeper.runner.experiments import resolve_config
+from gdeeper.experiments import resolve_config
+from gdeeper.experiments.images import mnist_curves
+from gdeeper.experiments.xor import xor_curves
 from gdeeper.runner.plot import plot_path
 from gdeeper.runner.report import summarize_sweep
 from gdeeper.runner.rundir import metrics_columns
@@ -135,15 +136,15 @@ def test_cli_plot_sweep_labels_by_swept_value_and_summarises(tmp_path):
 
 
 def test_cli_reference_curves_are_the_published_numbers():
-    finals = [float(reference.xor_curves(n)["w/g"].iloc[-1]) for n in range(9)]
+    finals = [float(xor_curves(n)["w/g"].iloc[-1]) for n in range(9)]
     assert finals == pytest.approx(
         [0.12, 0.23, 1.11, 2.13, 2.23, 3.13, 3.46, 4.26, 4.41], abs=0.006
     )
-    curve = reference.xor_curves(5)
+    curve = xor_curves(5)
     assert list(curve["step"][:3]) == [0, 100, 200] and len(curve) == 1000
     assert float(curve["val_accuracy"].iloc[-1]) == 1.0
-    mnist = reference.mnist_curves()
+    mnist = mnist_curves()
     assert {"w/cnn0", "w/cnn1", "w/fc0", "val_accuracy", "epoch"} <= set(mnist.columns)
     assert float(mnist["val_accuracy"].max()) == pytest.approx(0.9955, abs=1e-4)
     with pytest.raises(KeyError):
-        reference.xor_curves(9)
+        xor_curves(9)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gdeeper.runner.experiments import resolve_config
+from gdeeper.experiments import resolve_config
 
 
 def read_steps(run_dir: Path) -> list[int]:
@@ -91,7 +91,7 @@ def test_cli_resume_after_sigkill_continues_without_gaps_or_duplicates(tmp_path)
 
 def test_cli_resumed_data_stream_is_the_uninterrupted_one():
     """Training data depends on (seed, global step) only: a resume sees the same batches."""
-    from gdeeper.runner.xor import ValidationData, train_batches
+    from gdeeper.experiments.xor import ValidationData, train_batches
 
     config = resolve_config("xor", None, [("training.batch_size", 7), ("seed", 5)])
     whole = train_batches(config, 0)

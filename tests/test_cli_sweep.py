@@ -10,7 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
-from gdeeper.runner import sweep as sweeps
+from gdeeper.runner.executors import EXECUTORS
+from gdeeper.runner.results import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,14 +116,14 @@ def test_cli_sweep_executor_is_pluggable(tmp_path, monkeypatch):
                 "steps": spec.config.training.steps,
                 "final": {"val_accuracy": 1.0, "w/g": 0.5 + spec.values["model.max_depth"]},
             }
-            result = sweeps.RunResult(
+            result = RunResult(
                 spec.name, spec.values, "completed", 0, summary, 0.1, str(spec.run_dir)
             )
             on_result(result)
             out.append(result)
         return out
 
-    monkeypatch.setitem(sweeps.EXECUTORS, "fake", fake)
+    monkeypatch.setitem(EXECUTORS, "fake", fake)
     spec = write_spec(tmp_path / "tiny.yaml", seeds=[3, 4])
     result = CliRunner().invoke(
         app, ["sweep", str(spec), "--executor", "fake", "--out", str(tmp_path), "--json"]

@@ -193,7 +193,7 @@ def test_cli_train_nan_loss_is_caught_by_the_runner(tmp_path, monkeypatch):
     """A NaN loss (NaN labels here) stops training with exit code 1."""
     import numpy as np
 
-    from gdeeper.runner import xor as xor_plan
+    from gdeeper.experiments import xor as xor_plan
 
     real = xor_plan.xor_data
 

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gdeeper import data
-from gdeeper.data import (
+from gdeeper import datasets as data
+from gdeeper.datasets import (
     DataError,
     DatasetNotFoundError,
     IDXFormatError,
     load_dataset,
     read_idx,
     save_npz,
+    sources,
     write_idx,
 )
 
@@ -35,7 +36,7 @@ def no_caches(tmp_path, monkeypatch):
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("KERAS_HOME", raising=False)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
     return home
 
 
@@ -385,7 +386,7 @@ def test_save_npz_needs_an_npz_name(tmp_path):
 
 def test_importing_gdeeper_data_stays_light():
     code = (
-        "import sys, gdeeper.data; "
+        "import sys, gdeeper.datasets; "
         "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'sklearn') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -8,8 +8,8 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import gdeeper  # noqa: E402
-from gdeeper.data import DEBIAN_FASHION_MNIST, load_dataset  # noqa: E402
-from gdeeper.experiments.images import (  # noqa: E402
+from gdeeper.datasets import DEBIAN_FASHION_MNIST, load_dataset  # noqa: E402
+from gdeeper.experiments.cnn import (  # noqa: E402
     build_image_model,
     compile_image_model,
     plain_fixed_depth_model,

@@ -1,7 +1,9 @@
 """The `gdeeper` command: train, sweep and plot experiments.
 
-Thin by design: it parses, validates and calls `gdeeper.runner` functions. Keras is imported
-only by the commands that train or load models, so `gdeeper --help` and config errors are fast.
+Thin by design: it parses options into config overrides and calls `gdeeper.runner` functions,
+which make the checks (docs/architecture.md follows a run from here to its run directory). Keras
+is imported only by the commands that train or load models, so `gdeeper --help` and config
+errors are fast.
 Configuration errors print one line on stderr and exit with code 2, writing nothing.
 """
 
@@ -18,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gdeeper.config import BACKENDS, ConfigError
+from gdeeper.files import clean_json
+from gdeeper.runner.display import print_run_summary, print_sweep_plan
 
 app = typer.Typer(
     name="gdeeper",
@@ -116,6 +120,7 @@ def train(
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
 ) -> None:
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/."""
+    from gdeeper.runner import resume as resumes
     from gdeeper.runner import train as runner
 
     try:
@@ -129,7 +134,7 @@ def train(
                 )
             if run_dir is not None:
                 raise ConfigError("--resume and --run-dir cannot be combined")
-            point = runner.load_resume_point(resume, steps, epochs)
+            point = resumes.load_resume_point(resume, steps, epochs)
             resolved = point.config
             if experiment is not None and experiment != resolved.experiment:
                 raise ConfigError(
@@ -141,7 +146,7 @@ def train(
                 )
             target = Path(resume)
         else:
-            from gdeeper.runner.experiments import get_experiment, resolve_config
+            from gdeeper.experiments import get_experiment, resolve_config
 
             images = {
                 "training.epochs": epochs,
@@ -181,55 +186,13 @@ def train(
     except ConfigError as error:
         raise _fail(str(error)) from None
     if json_output:
-        typer.echo(json.dumps(_jsonable(summary)))
+        typer.echo(json.dumps(clean_json(summary)))
     elif not quiet:
-        _print_summary(summary)
+        print_run_summary(summary)
     if summary["status"] != "completed":
         message = summary.get("message") or summary["status"]
         typer.echo(f"gdeeper: {message} (files kept in {target})", err=True)
     raise typer.Exit(summary["exit_code"])
-
-
-def _jsonable(summary: dict) -> dict:
-    from gdeeper.runner.rundir import clean_json
-
-    return clean_json(summary)
-
-
-def _print_summary(summary: dict) -> None:
-    console = Console()
-    table = Table(title=f"{summary['experiment']}: {summary['status']}", show_header=True)
-    table.add_column("")
-    table.add_column("value", justify="right")
-    final, best = summary.get("final") or {}, summary.get("best") or {}
-
-    def fmt(value, digits=4):
-        return "-" if value is None else f"{value:.{digits}f}"
-
-    if "epochs" in summary:
-        table.add_row("epochs", str(summary["epochs"]))
-    table.add_row("steps", str(summary.get("steps")))
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        if key in final:
-            table.add_row(f"final {key}", fmt(final[key]))
-    if "val_accuracy" in best:
-        table.add_row(
-            "best val_accuracy", f"{fmt(best['val_accuracy'])} (step {best['val_accuracy_step']})"
-        )
-    for name, info in (summary.get("meta_layers") or {}).items():
-        table.add_row(
-            f"w / depth of {name}",
-            f"{info['w']:.3f} / {info['active_depth']} (allocated {info['allocated_depth']})",
-        )
-    table.add_row("growth events", str(summary.get("growth_events")))
-    table.add_row("steps/second", fmt(summary.get("steps_per_second"), 1))
-    if "seconds_per_epoch" in summary:
-        table.add_row("seconds/epoch", fmt(summary["seconds_per_epoch"], 1))
-    if "images_per_second" in summary:
-        table.add_row("training images/second", fmt(summary["images_per_second"], 0))
-    table.add_row("wall time", f"{summary.get('wall_seconds', 0):.1f} s")
-    console.print(table)
-    console.print(f"run directory: {summary['run_dir']}", highlight=False, soft_wrap=True)
 
 
 # -------------------------------------------------------------------------------------- sweep
@@ -282,17 +245,16 @@ def sweep(
     `--workers` then caps the runs in flight (default: as many as the cluster holds).
     """
     from gdeeper.config import parse_assignment
-    from gdeeper.runner import ray_executor
-    from gdeeper.runner import sweep as sweeps
+    from gdeeper.runner import sweep_spec
+    from gdeeper.runner.executors import ray_driver
+    from gdeeper.runner.processes import default_workers
+    from gdeeper.runner.sweep import run_sweep
 
     ray_options = None
     try:
         _check_backend(backend)
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
-        if executor not in sweeps.EXECUTORS:
-            known = ", ".join(sweeps.EXECUTORS)
-            raise ConfigError(f"unknown executor {executor!r} (known: {known})")
         ray_only = {
             "--address": address,
             "--cpus-per-run": cpus_per_run,
@@ -300,14 +262,14 @@ def sweep(
             "--max-retries": max_retries,
         }
         if executor == "ray":
-            ray_options = ray_executor.RayOptions(
+            ray_options = ray_driver.RayOptions(
                 address=address,
                 cpus_per_run=1.0 if cpus_per_run is None else cpus_per_run,
                 gpus_per_run=0.0 if gpus_per_run is None else gpus_per_run,
                 max_retries=2 if max_retries is None else max_retries,
             )
             if not dry_run:
-                ray_executor.import_ray()
+                ray_driver.import_ray()
         elif any(value is not None for value in ray_only.values()):
             given = [name for name, value in ray_only.items() if value is not None]
             raise ConfigError(f"{', '.join(given)}: for --executor ray only")
@@ -323,29 +285,31 @@ def sweep(
             )
         if resume is None and spec is None:
             raise ConfigError("give a sweep spec (e.g. configs/xor_sweep.yaml) or --resume DIR")
-        plan = sweeps.plan_sweep(
+        plan = sweep_spec.plan_sweep(
             spec,
             resume_dir=resume,
-            seeds=sweeps.parse_seeds(seeds) if seeds is not None else None,
+            seeds=sweep_spec.parse_seeds(seeds) if seeds is not None else None,
             overrides=overrides,
             workers=workers,
+            executor=executor,
         )
     except ConfigError as error:
         raise _fail(str(error)) from None
 
     console = Console(stderr=True)
     if dry_run:
-        _print_plan(plan)
+        print_sweep_plan(plan)
         raise typer.Exit(0)
     where = resume if resume is not None else out / "sweeps" / plan.spec.name
-    how = f"{plan.spec.workers or sweeps.default_workers()} workers"
+    how = f"{plan.spec.workers or default_workers()} workers"
+    executor_options = None
     if ray_options is not None:
         ray_options.max_concurrent = plan.spec.workers
         try:
-            ray_executor.connect(ray_options)  # before the sweep directory is written
+            ray_driver.connect(ray_options)  # before the sweep directory is written
         except ConfigError as error:
             raise _fail(str(error)) from None
-        sweeps.register_executor("ray", ray_executor.make_executor(ray_options, console))
+        executor_options = {"options": ray_options, "console": console}
         how = ray_options.describe()
         if plan.spec.workers:
             how += f", at most {plan.spec.workers} at once"
@@ -353,16 +317,16 @@ def sweep(
         f"gdeeper: sweep {plan.spec.name}: {len(plan.runs)} runs, {how} -> {where}",
         highlight=False,
     )
-    result = sweeps.run_sweep(
+    result = run_sweep(
         plan,
         out,
-        executor=executor,
+        executor_options=executor_options,
         command=_command(ctx),
         console=console,
         reference_plots=reference,
     )
     if json_output:
-        typer.echo(json.dumps(_jsonable(result)))
+        typer.echo(json.dumps(clean_json(result)))
     else:
         summary_md = Path(result["sweep_dir"]) / "summary.md"
         if summary_md.exists():
@@ -377,30 +341,6 @@ def sweep(
     raise typer.Exit(1 if result["failed"] else 0)
 
 
-def _print_plan(plan) -> None:
-    console = Console()
-    table = Table(title=f"sweep {plan.spec.name}: {len(plan.runs)} runs (dry run)")
-    keys = list(plan.spec.grid)
-    table.add_column("run")
-    for key in [*keys, "seed"]:
-        table.add_column(key, justify="right")
-    table.add_column("steps", justify="right")
-    total = 0
-    for run in plan.runs:
-        run_steps = getattr(getattr(run.config, "training", None), "steps", None)
-        total += run_steps or 0
-        table.add_row(
-            run.name,
-            *[str(run.values.get(k)) for k in [*keys, "seed"]],
-            str(run_steps),
-        )
-    console.print(table)
-    workers = plan.spec.workers or os.cpu_count() or 1
-    console.print(
-        f"{len(plan.runs)} runs, {total} steps in all, {workers} workers", highlight=False
-    )
-
-
 # --------------------------------------------------------------------------------------- plot
 @app.command()
 def plot(
@@ -411,17 +351,13 @@ def plot(
     ] = False,
 ) -> None:
     """Draw w, validation accuracy and validation loss against steps into PATH/plots/."""
+    from gdeeper.runner.plot import plot_path
+    from gdeeper.runner.report import summarize_sweep
+    from gdeeper.runner.rundir import is_sweep_dir
+
     try:
-        from gdeeper.runner.plot import FORMATS, plot_path
-
-        if format not in FORMATS:
-            raise ConfigError(f"unknown plot format {format!r} (known: {', '.join(FORMATS)})")
         written = plot_path(path, format, reference)
-        from gdeeper.runner.sweep import is_sweep_dir
-
         if is_sweep_dir(path):
-            from gdeeper.runner.report import summarize_sweep
-
             summarize_sweep(path)
     except ConfigError as error:
         raise _fail(str(error)) from None
@@ -433,12 +369,12 @@ def plot(
 @app.command()
 def experiments() -> None:
     """List the experiments gdeeper can run."""
-    from gdeeper.runner.experiments import EXPERIMENTS
+    from gdeeper.experiments import registered
 
     table = Table(show_header=True)
     table.add_column("experiment")
     table.add_column("description")
-    for name, spec in sorted(EXPERIMENTS.items()):
+    for name, spec in sorted(registered().items()):
         table.add_row(name, spec.description)
     Console().print(table)
 

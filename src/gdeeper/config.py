@@ -3,7 +3,7 @@
 Importing this module must stay cheap (no Keras): the CLI validates configs before it pays for
 a backend. Each experiment has its own config class with the same top-level layout:
 
-    experiment: xor          # which experiment (see gdeeper.runner.experiments)
+    experiment: xor          # which experiment (see gdeeper.experiments)
     seed: 0                  # seeds the data streams and keras.utils.set_random_seed
     backend: null            # tensorflow | jax | null (KERAS_BACKEND or Keras' default)
     data: {...}              # experiment-specific data section
@@ -11,7 +11,9 @@ a backend. Each experiment has its own config class with the same top-level layo
     optimizer: {name, learning_rate}
     training: {...}          # steps and validation schedule
 
-Unknown keys are errors; every error becomes one `ConfigError` line naming the key.
+Unknown keys are errors; every error becomes one `ConfigError` line naming the key. The
+sections shared by experiments live here; each experiment module defines its own data and model
+sections and its config class (a `RunConfig` subclass).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from gdeeper.files import write_text_atomic
 
 BACKENDS = ("tensorflow", "jax")
 
@@ -106,69 +110,6 @@ class EpochTrainingConfig(Section):
         return self.epochs
 
 
-class XorDataConfig(Section):
-    active: Int = Field(5, ge=0, le=64, description="inputs whose parity is the label")
-    inputs: Int = Field(8, ge=1, le=64)
-    val_samples: Int = Field(10_000, ge=1, description="fresh samples per validation")
-
-    @model_validator(mode="after")
-    def _check_active(self):
-        if self.active > self.inputs:
-            raise ValueError(f"data.active ({self.active}) must be <= data.inputs ({self.inputs})")
-        return self
-
-
-class XorModelConfig(Section):
-    units: Int = Field(24, ge=1)
-    dropout: Float = Field(0.1, ge=0, lt=1)
-    w_init: Float = 1.0
-    w_penalty: Float = Field(1e-4, ge=0)
-    gamma_penalty: Float = Field(1e-8, ge=0)
-    gamma_shift: Float = Field(0.0, ge=0)
-    chunk: Int = Field(5, ge=1)
-    max_depth: Int = Field(1000, ge=1)
-    merge: Literal["residual", "blend"] = "residual"
-
-
-class ImageDataConfig(Section):
-    """Where the images come from; the dataset itself is the experiment's name."""
-
-    path: str | None = Field(
-        None, description="a .npz or a folder with the four IDX files; null: the usual places"
-    )
-    limit: Int | None = Field(None, ge=1, description="train on this many training images")
-    test_limit: Int | None = Field(None, ge=1, description="evaluate on the first n test images")
-    download: bool = Field(True, description="mnist / fashion-mnist: may keras.datasets download")
-
-
-Triple = Float | Annotated[list[Float], Field(min_length=3, max_length=3)]
-
-
-class ImageModelConfig(Section):
-    """The original MNIST network (gdeeper.experiments.images.build_image_model)."""
-
-    filters: Annotated[list[Int], Field(min_length=2, max_length=2)] = [30, 60]
-    dense_units: Int = Field(256, ge=1)
-    dropout: Float = Field(0.25, ge=0, lt=1)
-    order: Literal["dropout-bn", "bn-dropout"] = "dropout-bn"
-    w_init: Triple = 1.0
-    w_penalties: Triple = [5e-5, 5e-5, 1e-3]
-    gamma_penalty: Float = Field(1e-8, ge=0)
-    gamma_shift: Float = Field(0.0, ge=0)
-    bn_momentum: Float = Field(0.99, ge=0, lt=1)
-    chunk: Int = Field(5, ge=1)
-    max_depth: Int = Field(1000, ge=1)
-
-    @model_validator(mode="after")
-    def _check_lists(self):
-        if any(f < 1 for f in self.filters):
-            raise ValueError(f"model.filters must be positive, got {self.filters}")
-        penalties = self.w_penalties
-        if any(p < 0 for p in (penalties if isinstance(penalties, list) else [penalties])):
-            raise ValueError(f"model.w_penalties must be >= 0, got {penalties}")
-        return self
-
-
 class RunConfig(Section):
     """Fields shared by every experiment's config."""
 
@@ -176,27 +117,6 @@ class RunConfig(Section):
     seed: Int = Field(0, ge=0)
     backend: Literal["tensorflow", "jax"] | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
-
-
-class XorConfig(RunConfig):
-    """The XOR experiment; the defaults are the original protocol (SPEC section 3)."""
-
-    experiment: Literal["xor"] = "xor"
-    data: XorDataConfig = XorDataConfig()
-    model: XorModelConfig = XorModelConfig()
-    training: StepTrainingConfig = StepTrainingConfig()
-
-
-class ImageConfig(RunConfig):
-    """mnist / fashion-mnist / digits; the defaults are the original MNIST protocol (SPEC
-    section 3): Adadelta at learning rate 1.0, batch 512, one validation on the test set per
-    epoch, 5,000 epochs."""
-
-    experiment: Literal["mnist", "fashion-mnist", "digits"]
-    optimizer: OptimizerConfig = OptimizerConfig(name="adadelta", learning_rate=1.0)
-    data: ImageDataConfig = ImageDataConfig()
-    model: ImageModelConfig = ImageModelConfig()
-    training: EpochTrainingConfig = EpochTrainingConfig(epochs=5000)
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -266,6 +186,7 @@ def set_key(data: dict, key: str, value: Any) -> None:
 
 
 def get_key(data: dict, key: str) -> Any:
+    """The value at dotted `key` in nested dict `data` (KeyError if absent)."""
     node: Any = data
     for part in key.split("."):
         node = node[part]
@@ -327,6 +248,4 @@ def dump_yaml(config: BaseModel | dict) -> str:
 
 def save_config(config: BaseModel, path: str | Path) -> None:
     """Write the resolved config atomically."""
-    from gdeeper.runner.rundir import write_text_atomic
-
     write_text_atomic(Path(path), dump_yaml(config))

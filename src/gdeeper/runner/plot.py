@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from gdeeper.config import ConfigError
+from gdeeper.config import ConfigError, get_key
+from gdeeper.experiments import get_experiment, resolve_config
+from gdeeper.files import atomic_path
 from gdeeper.runner import rundir as rd
+from gdeeper.runner.stats import describe
+from gdeeper.runner.sweep_spec import read_sweep_spec
 
 FORMATS = ("png", "svg")
 
@@ -40,8 +44,6 @@ def layer_names(frame: pd.DataFrame) -> list[str]:
 
 def plot_path(path: str | Path, fmt: str = "png", reference: bool = False) -> list[Path]:
     """Plot a run or a sweep directory into its `plots/`; returns the files written."""
-    from gdeeper.runner.sweep import is_sweep_dir
-
     path = Path(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown plot format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -49,28 +51,22 @@ def plot_path(path: str | Path, fmt: str = "png", reference: bool = False) -> li
         raise ConfigError(f"cannot plot: {path} is not a directory")
     if rd.is_run_dir(path):
         return plot_run(path, fmt, reference)
-    if is_sweep_dir(path):
+    if rd.is_sweep_dir(path):
         return plot_sweep(path, fmt, reference)
     raise ConfigError(f"cannot plot: {path} is neither a run nor a sweep directory")
 
 
 # ------------------------------------------------------------------------------------- a run
 def _run_config(run_dir: Path):
-    from gdeeper.runner.experiments import resolve_config
-
     return resolve_config(None, Path(run_dir) / rd.CONFIG_FILE)
 
 
 def _x_axis(config) -> str:
-    from gdeeper.runner.experiments import get_experiment
-
     return get_experiment(config.experiment).x_axis
 
 
 def _reference_for(config) -> dict[str, pd.DataFrame]:
-    from gdeeper.runner.experiments import get_experiment
-
-    loader = get_experiment(config.experiment).load_reference()
+    loader = get_experiment(config.experiment).reference
     return loader(config) if loader is not None else {}
 
 
@@ -145,13 +141,10 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
 # ----------------------------------------------------------------------------------- a sweep
 def sweep_runs(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     """(swept keys, one record per run with a metrics file: name, values, group, frame, config)."""
-    from gdeeper.runner.experiments import resolve_config
-    from gdeeper.runner.sweep import RUNS_DIR, read_sweep_spec
-
     spec = read_sweep_spec(sweep_dir)
     keys = list(spec.grid)
     records = []
-    runs_dir = sweep_dir / RUNS_DIR
+    runs_dir = sweep_dir / rd.RUNS_DIR
     for run_dir in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
         if not rd.is_run_dir(run_dir):
             continue
@@ -160,7 +153,7 @@ def sweep_runs(sweep_dir: Path) -> tuple[list[str], list[dict]]:
             continue
         config = resolve_config(None, run_dir / rd.CONFIG_FILE)
         data = config.model_dump()
-        values = {key: _get(data, key) for key in keys}
+        values = {key: get_key(data, key) for key in keys}
         records.append(
             {
                 "name": run_dir.name,
@@ -174,16 +167,7 @@ def sweep_runs(sweep_dir: Path) -> tuple[list[str], list[dict]]:
     return keys, records
 
 
-def _get(data: dict, key: str):
-    node = data
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
 def group_label(experiment: str, keys: list[str], group: tuple) -> str:
-    from gdeeper.runner.experiments import get_experiment
-
     spec = get_experiment(experiment)
     if not keys:
         return "all runs"
@@ -273,7 +257,7 @@ def _final_w(plt, records, key, names, refs, groups, out, fmt, title, x="step") 
                 if r["group"] == group and f"w/{name}" in r["frame"]
             ]
             means.append(sum(values) / len(values) if values else math.nan)
-            spreads.append(_std(values))
+            spreads.append(describe(values)["std"] or 0.0)
             for value in values:
                 ax.plot(group[0], value, ".", color="0.6", ms=4)
         ax.errorbar(xs, means, yerr=spreads, marker="o", capsize=3, label=f"final w of {name}")
@@ -294,13 +278,6 @@ def _final_w(plt, records, key, names, refs, groups, out, fmt, title, x="step") 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, out / f"final_w.{fmt}", plt)
-
-
-def _std(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 def _log_if_positive(ax, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -329,8 +306,7 @@ def _finish(ax, x: str, ylabel: str, title: str, dashed_note=False) -> None:
 
 def _save(fig, path: Path, plt) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".partial-{path.name}")
-    fig.savefig(tmp, dpi=110, format=path.suffix[1:])
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix[1:])
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -2,47 +2,26 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
+from gdeeper.files import read_json, write_json_atomic, write_text_atomic
 from gdeeper.runner import rundir as rd
-
-
-def spearman(x, y) -> float:
-    """Spearman's rank correlation (average ranks for ties); NaN when undefined."""
-    xs, ys = pd.Series(list(x), dtype=float), pd.Series(list(y), dtype=float)
-    if len(xs) < 2 or xs.nunique() < 2 or ys.nunique() < 2:
-        return math.nan
-    return float(xs.rank().corr(ys.rank()))
-
-
-def _stats(values: pd.Series) -> dict:
-    values = values.dropna().astype(float)
-    if values.empty:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "n": len(values),
-    }
+from gdeeper.runner.stats import describe, spearman
+from gdeeper.runner.sweep_spec import read_sweep_spec
 
 
 def summarize_sweep(sweep_dir: str | Path) -> dict:
     """Write `summary.json` and `summary.md` from `results.csv`; returns the summary."""
-    from gdeeper.runner.sweep import RESULTS_FILE, read_sweep_spec
-
     sweep_dir = Path(sweep_dir)
     spec = read_sweep_spec(sweep_dir)
     keys = list(spec.grid)
-    path = sweep_dir / RESULTS_FILE
+    path = sweep_dir / rd.RESULTS_FILE
     table = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
     report: dict = {"sweep": spec.name, "experiment": spec.experiment, "keys": keys, "groups": []}
     if table.empty:
-        rd.write_json_atomic(sweep_dir / "summary.json", report)
+        write_json_atomic(sweep_dir / "summary.json", report)
         return report
     ok = table[table["status"].isin(["completed"])]
     w_columns = [c for c in table.columns if c.startswith("final_w/")]
@@ -58,9 +37,9 @@ def summarize_sweep(sweep_dir: str | Path) -> dict:
         entry = {"values": dict(zip(keys, [_plain(v) for v in group])), "runs": len(rows)}
         for column in ("final_val_accuracy", "best_val_accuracy", "final_val_loss", *w_columns):
             if column in rows:
-                entry[column] = _stats(rows[column])
+                entry[column] = describe(rows[column])
         if "best_val_accuracy_step" in rows:
-            entry["steps_to_best_val_accuracy"] = _stats(rows["best_val_accuracy_step"])
+            entry["steps_to_best_val_accuracy"] = describe(rows["best_val_accuracy_step"])
         report["groups"].append(entry)
     if len(keys) == 1 and pd.api.types.is_numeric_dtype(ok[keys[0]]):
         key = keys[0]
@@ -73,7 +52,7 @@ def summarize_sweep(sweep_dir: str | Path) -> dict:
             values = pd.Series(list(per_seed.values()), dtype=float)
             correlations[column[len("final_") :]] = {
                 "per_seed": per_seed,
-                **_stats(values),
+                **describe(values),
                 "of_means": spearman(
                     *zip(*[(k, v) for k, v in ok.groupby(key)[column].mean().items()])
                 )
@@ -83,12 +62,12 @@ def summarize_sweep(sweep_dir: str | Path) -> dict:
         report["spearman"] = {"key": key, "final": correlations}
     for column in ("wall_seconds", "steps_per_second", "steady_steps_per_second"):
         if column in table:
-            report[column] = _stats(table[column])
+            report[column] = describe(table[column])
     manifest_path = sweep_dir / rd.MANIFEST_FILE
     if manifest_path.exists():
-        report["sweep_wall_seconds"] = rd.read_json(manifest_path).get("wall_seconds")
-    rd.write_json_atomic(sweep_dir / "summary.json", report)
-    rd.write_text_atomic(sweep_dir / "summary.md", _markdown(report, w_columns))
+        report["sweep_wall_seconds"] = read_json(manifest_path).get("wall_seconds")
+    write_json_atomic(sweep_dir / "summary.json", report)
+    write_text_atomic(sweep_dir / "summary.md", _markdown(report, w_columns))
     return report
 
 

@@ -1,4 +1,4 @@
-"""Run directories: naming, atomic writes, manifests and the metrics CSV.
+"""The layout of run and sweep directories, their names, provenance, and metrics.csv.
 
 outputs/<experiment>/<run id>/
     config.yaml      resolved config
@@ -8,21 +8,32 @@ outputs/<experiment>/<run id>/
     model.keras      final model
     checkpoint/      state.json + model-<epoch>.keras, written atomically for --resume
     plots/           figures
+    error.log        the traceback of a failed run
+
+outputs/sweeps/<sweep name>/<sweep id>/
+    sweep.yaml       the resolved spec and its runs
+    manifest.json    versions, platform, sessions
+    configs/         every run's resolved config
+    runs/            run directories (as above)
+    logs/            every run's log
+    results.csv      one row per run, rewritten as runs finish
+    summary.json / summary.md / plots/
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
+import io
 import math
 import os
 import platform
 import re
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from gdeeper.files import write_text_atomic
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -33,6 +44,12 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 PLOTS_DIR = "plots"
 ERROR_FILE = "error.log"
+
+SWEEP_SPEC_FILE = "sweep.yaml"
+RUNS_DIR = "runs"
+CONFIGS_DIR = "configs"
+LOGS_DIR = "logs"
+RESULTS_FILE = "results.csv"
 
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 LAYER_KINDS = ("w", "depth", "allocated")
@@ -48,10 +65,14 @@ def slug(text: str) -> str:
     return text or "x"
 
 
+def _stamped(label: str) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{slug(label)}" if label else stamp
+
+
 def fresh_run_path(parent: Path, label: str) -> Path:
     """A not yet existing path `parent/<timestamp>-<label>[-N]` (not created)."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{slug(label)}" if label else stamp
+    base = _stamped(label)
     for attempt in range(1, 1000):
         path = Path(parent) / (base if attempt == 1 else f"{base}-{attempt}")
         if not path.exists():
@@ -61,8 +82,7 @@ def fresh_run_path(parent: Path, label: str) -> Path:
 
 def new_run_dir(parent: Path, label: str) -> Path:
     """A fresh, not yet existing directory `parent/<timestamp>-<label>[-N]` (created)."""
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{slug(label)}" if label else stamp
+    base = _stamped(label)
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         path = parent / (base if attempt == 1 else f"{base}-{attempt}")
@@ -74,52 +94,14 @@ def new_run_dir(parent: Path, label: str) -> Path:
     raise RuntimeError(f"cannot create a new run directory under {parent}")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a reader (or a kill) never sees a partial file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {value!r}")
-
-
-def clean_json(value):
-    """NaN/inf become None, so that the JSON stays standard."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    return value
-
-
-def write_json_atomic(path: Path, data) -> None:
-    write_text_atomic(path, json.dumps(clean_json(data), indent=2, default=_json_default) + "\n")
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text())
-
-
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
     return (path / CONFIG_FILE).is_file() and (path / MANIFEST_FILE).is_file()
+
+
+def is_sweep_dir(path: Path) -> bool:
+    path = Path(path)
+    return (path / SWEEP_SPEC_FILE).is_file() and (path / MANIFEST_FILE).is_file()
 
 
 def versions(backend: str | None) -> dict:
@@ -178,14 +160,11 @@ def truncate_metrics(path: Path, last_step: int) -> int:
         return 0
     kept = [row for row in rows if row.get("step") and int(float(row["step"])) <= last_step]
     if len(kept) != len(rows):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics.", suffix=".tmp")
-        with os.fdopen(fd, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(kept)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(kept)
+        write_text_atomic(path, text.getvalue(), newline="")
     return len(kept)
 
 

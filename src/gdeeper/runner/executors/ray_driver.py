@@ -1,8 +1,9 @@
 """The Ray executor: `gdeeper sweep SPEC --executor ray [--address ADDR]`.
 
 Every run of a sweep becomes one Ray task that declares its resources (`cpus_per_run`,
-`gpus_per_run`) and runs `execute_run` (a `python -m gdeeper train` subprocess) on whichever node
-Ray schedules it. Ray is imported only when the executor runs (`pip install gdeeper[ray]`).
+`gpus_per_run`) and runs `ray_worker.run_task` (a `python -m gdeeper train` subprocess) on
+whichever node Ray schedules it. This module is the driver's side; Ray is imported only when
+the executor runs (`pip install gdeeper[ray]`).
 
 Run directories come back to the driver in the sweep directory's usual layout either way:
 
@@ -22,17 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import io
 import logging
 import math
 import os
 import shutil
-import signal
 import socket
-import sys
 import tarfile
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -40,16 +36,18 @@ from pathlib import Path
 from typing import Any
 
 from gdeeper.config import ConfigError
+from gdeeper.files import read_json, write_json_atomic, write_text_atomic
 from gdeeper.runner import rundir as rd
-from gdeeper.runner import sweep as sweeps
-from gdeeper.runner.sweep_display import SweepDisplay
+from gdeeper.runner.display import SweepDisplay
+from gdeeper.runner.executors.ray_worker import run_task, tar_dir, untar
+from gdeeper.runner.processes import thread_env
+from gdeeper.runner.results import RunResult, failed_result
+from gdeeper.runner.sweep_spec import RunSpec
 
 INSTALL_HINT = "the ray executor needs Ray: pip install gdeeper[ray]"
 SHIP_ENV = "GDEEPER_RAY_SHIP"  # "1": ship run directories back even on a shared filesystem
 MARKER_FILE = ".ray-shared-fs"
 PASS_ENV = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")  # the driver's choices, given to every run
-OWNER_WAIT_S = 30.0  # how long a retry waits for a lost attempt's trainer to be gone
-PR_SET_PDEATHSIG = 1
 
 
 @dataclasses.dataclass
@@ -135,174 +133,7 @@ def connect(options: RayOptions) -> bool:
     return True
 
 
-# ---------------------------------------------------------------------------- worker side
-def _die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child get SIGKILL when its parent (the worker) dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
-def _trainer_alive(run_dir: Path) -> int | None:
-    """The pid of the run's last session if it is still training on this host."""
-    try:
-        manifest = rd.read_json(run_dir / rd.MANIFEST_FILE)
-    except (OSError, ValueError):
-        return None
-    sessions = manifest.get("sessions") or []
-    if not sessions or sessions[-1].get("exit_status") != "running":
-        return None
-    pid, host = sessions[-1].get("pid"), sessions[-1].get("host")
-    if not pid or host != socket.gethostname():
-        return None
-    try:
-        with open(f"/proc/{int(pid)}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, ValueError, IndexError):
-        try:
-            os.kill(int(pid), 0)
-        except (OSError, ValueError):
-            return None
-        return int(pid)
-    return None if state in ("Z", "X") else int(pid)
-
-
-def prepare_run_dir(run_dir: Path) -> bool:
-    """Make `run_dir` safe to train into; True: resume it (a valid run directory).
-
-    A run directory that a lost attempt left behind is resumed from its checkpoint when it is a
-    valid, resumable run directory; anything else there (half-written, unreadable) is cleared.
-    """
-    if not run_dir.exists():
-        return False
-    if rd.is_run_dir(run_dir):
-        deadline = time.monotonic() + OWNER_WAIT_S
-        pid = _trainer_alive(run_dir)
-        while pid is not None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            pid = _trainer_alive(run_dir)
-        if pid is not None:
-            raise RuntimeError(f"{run_dir} is still being trained by pid {pid}")
-        from gdeeper.runner.train import load_resume_point
-
-        try:
-            load_resume_point(run_dir)
-            return True
-        except ConfigError:
-            pass
-    shutil.rmtree(run_dir)
-    return False
-
-
-def _tar_dir(path: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as tar:
-        tar.add(path, arcname=path.name)
-    return buffer.getvalue()
-
-
-def _untar(data: bytes, into: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(into, filter="data")
-        else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
-            root = into.resolve()
-            for member in tar.getmembers():
-                target = (into / member.name).resolve()
-                if root not in target.parents or not (member.isfile() or member.isdir()):
-                    raise ValueError(f"unsafe member {member.name!r} in a shipped run directory")
-            tar.extractall(into)
-
-
-def _is_shared(marker: str, token: str) -> bool:
-    path = Path(marker)
-    try:
-        return path.read_text() == token and os.access(path.parent, os.W_OK)
-    except OSError:
-        return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _scratch_dir() -> Path:
-    """A fresh `$TMPDIR/gdeeper-ray/<worker pid>-*` dir; those of dead workers are removed."""
-    base = Path(tempfile.gettempdir()) / "gdeeper-ray"
-    base.mkdir(exist_ok=True)
-    for old in base.iterdir():  # left by a worker that was killed mid-run
-        pid = old.name.split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=base))
-
-
-def run_task(payload: dict) -> dict:
-    """One run, on a Ray worker: train in place (shared filesystem) or in a temp dir (shipped)."""
-    shared = not payload["ship"] and _is_shared(payload["marker"], payload["token"])
-    scratch = None
-    try:
-        if shared:
-            run_dir, config_path = Path(payload["run_dir"]), Path(payload["config_path"])
-            log_path = Path(payload["log_path"])
-        else:
-            scratch = _scratch_dir()
-            run_dir = scratch / "runs" / Path(payload["run_dir"]).name
-            run_dir.parent.mkdir()
-            config_path, log_path = scratch / "config.yaml", scratch / "run.log"
-            config_path.write_text(payload["config_yaml"])
-            if payload.get("run_dir_tar"):  # a run to resume, sent by the driver
-                _untar(payload["run_dir_tar"], run_dir.parent)
-        how = "shared filesystem" if shared else "run directory shipped back to the driver"
-        with open(log_path, "a") as log:
-            log.write(
-                f"ray: attempt {payload['attempt']} on {socket.gethostname()} "
-                f"(worker pid {os.getpid()}), {how}\n"
-            )
-        from gdeeper.runner.experiments import resolve_config
-
-        spec = sweeps.RunSpec(
-            name=payload["name"],
-            values=payload["values"],
-            config=resolve_config(None, config_path),
-            run_dir=run_dir,
-            config_path=config_path,
-            log_path=log_path,
-            resume=prepare_run_dir(run_dir),
-            env=payload["env"],
-        )
-        result = sweeps.execute_run(spec, preexec_fn=_die_with_parent())
-        out: dict[str, Any] = {
-            "result": dataclasses.asdict(result),
-            "shared": shared,
-            "host": socket.gethostname(),
-        }
-        if not shared:
-            out["log"] = log_path.read_text(errors="replace") if log_path.exists() else ""
-            out["run_dir_tar"] = _tar_dir(run_dir) if run_dir.is_dir() else None
-        return out
-    finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-# ---------------------------------------------------------------------------- driver side
+# ---------------------------------------------------------------------------- driver
 def _retryable(ray) -> tuple[type[BaseException], ...]:
     ex = ray.exceptions
     return (
@@ -336,7 +167,7 @@ def _install_run_dir(data: bytes, run_dir: Path, token: str) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        _untar(data, staging)
+        untar(data, staging)
         unpacked = staging / run_dir.name
         if not unpacked.is_dir():
             raise ValueError("the shipped archive holds no run directory")
@@ -344,9 +175,9 @@ def _install_run_dir(data: bytes, run_dir: Path, token: str) -> None:
             path = unpacked / name  # paths as the driver sees them
             if path.is_file():
                 with contextlib.suppress(OSError, ValueError):
-                    content = rd.read_json(path)
+                    content = read_json(path)
                     content["run_dir"] = str(where)
-                    rd.write_json_atomic(path, content)
+                    write_json_atomic(path, content)
         old = run_dir.parent / f".{run_dir.name}.old-{token}"
         if run_dir.exists():
             run_dir.rename(old)
@@ -368,15 +199,8 @@ def _capacity(ray, options: RayOptions) -> int | None:
     return max(0, min(slots))
 
 
-def _task_env(spec: sweeps.RunSpec, options: RayOptions) -> dict[str, str]:
-    threads = str(options.threads())
-    env = dict(spec.env)
-    env.update(
-        OMP_NUM_THREADS=threads,
-        TF_NUM_INTRAOP_THREADS=threads,
-        TF_NUM_INTEROP_THREADS="1" if threads == "1" else "2",
-        GDEEPER_THREADS=threads,
-    )
+def _task_env(spec: RunSpec, options: RayOptions) -> dict[str, str]:
+    env = {**spec.env, **thread_env(options.threads())}
     for key in PASS_ENV:
         if key in os.environ:
             env[key] = os.environ[key]
@@ -384,13 +208,13 @@ def _task_env(spec: sweeps.RunSpec, options: RayOptions) -> dict[str, str]:
 
 
 def run_ray(
-    specs: list[sweeps.RunSpec],
+    specs: list[RunSpec],
     workers: int | None = None,
-    on_result: Callable[[sweeps.RunResult], None] | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
     *,
     options: RayOptions | None = None,
     console=None,
-) -> list[sweeps.RunResult]:
+) -> list[RunResult]:
     """Run specs as Ray tasks; results in spec order. `workers` is ignored (see `options`)."""
     options = options or RayOptions()
     ray = import_ray()
@@ -399,13 +223,13 @@ def run_ray(
     token = uuid.uuid4().hex
     ship = options.ship if options.ship is not None else os.environ.get(SHIP_ENV) == "1"
     markers: set[Path] = set()
-    results: dict[str, sweeps.RunResult] = {}
-    in_flight: dict[Any, tuple[sweeps.RunSpec, int]] = {}
+    results: dict[str, RunResult] = {}
+    in_flight: dict[Any, tuple[RunSpec, int]] = {}
     try:
         for spec in specs:
             marker = spec.run_dir.resolve().parent / MARKER_FILE
             if marker not in markers:
-                rd.write_text_atomic(marker, token)
+                write_text_atomic(marker, token)
                 markers.add(marker)
         capacity = _capacity(ray, options)
         if capacity == 0:
@@ -415,10 +239,10 @@ def run_ray(
             )
         task = ray.remote(run_task)
         retryable = _retryable(ray)
-        queue: list[tuple[sweeps.RunSpec, int]] = [(spec, 1) for spec in specs]
+        queue: list[tuple[RunSpec, int]] = [(spec, 1) for spec in specs]
         queue.reverse()  # pop() from the end: spec order
 
-        def submit(spec: sweeps.RunSpec, attempt: int) -> None:
+        def submit(spec: RunSpec, attempt: int) -> None:
             payload = {
                 "name": spec.name,
                 "values": spec.values,
@@ -434,7 +258,7 @@ def run_ray(
                 "run_dir_tar": None,
             }
             if ship and rd.is_run_dir(spec.run_dir):  # resume it on the worker
-                payload["run_dir_tar"] = _tar_dir(spec.run_dir)
+                payload["run_dir_tar"] = tar_dir(spec.run_dir)
             ref = task.options(
                 num_cpus=options.cpus_per_run,
                 num_gpus=options.gpus_per_run,
@@ -443,7 +267,7 @@ def run_ray(
             ).remote(payload)
             in_flight[ref] = (spec, attempt)
 
-        def finish(spec: sweeps.RunSpec, result: sweeps.RunResult) -> None:
+        def finish(spec: RunSpec, result: RunResult) -> None:
             results[spec.name] = result
             display.finished(result)
             if on_result is not None:
@@ -477,11 +301,11 @@ def run_ray(
                         continue
                     message = f"lost its worker {attempt} times (last: {reason})"
                     _append_log(spec.log_path, f"ray: {spec.name}: {message}; giving up")
-                    result = _lost(spec, message, attempt)
+                    result = failed_result(spec, message, attempt)
                 except Exception as error:  # the task itself raised, or was cancelled
                     message = f"ray task failed: {_first_line(error)}"
                     _append_log(spec.log_path, f"ray: {spec.name}: {message}")
-                    result = _lost(spec, message, attempt)
+                    result = failed_result(spec, message, attempt)
                 else:
                     result = _collect(spec, out, attempt, token)
                 finish(spec, result)
@@ -502,23 +326,9 @@ def run_ray(
     return [results[spec.name] for spec in specs if spec.name in results]
 
 
-def _lost(spec: sweeps.RunSpec, message: str, attempts: int) -> sweeps.RunResult:
-    return sweeps.RunResult(
-        name=spec.name,
-        values=spec.values,
-        status="failed",
-        exit_code=None,
-        summary=None,
-        wall_seconds=0.0,
-        run_dir=str(spec.run_dir),
-        message=message,
-        attempts=attempts,
-    )
-
-
-def _collect(spec: sweeps.RunSpec, out: dict, attempt: int, token: str) -> sweeps.RunResult:
+def _collect(spec: RunSpec, out: dict, attempt: int, token: str) -> RunResult:
     """The task's result as the driver records it (a shipped run directory unpacked)."""
-    result = sweeps.RunResult(**out["result"])
+    result = RunResult(**out["result"])
     result.run_dir = str(spec.run_dir)
     result.values = spec.values
     result.attempts = attempt
@@ -535,11 +345,3 @@ def _collect(spec: sweeps.RunSpec, out: dict, attempt: int, token: str) -> sweep
     if attempt > 1 and result.message is None:
         result.message = f"retried: finished on attempt {attempt}"
     return result
-
-
-def make_executor(options: RayOptions, console=None) -> Callable[..., list[sweeps.RunResult]]:
-    """An executor for `register_executor` with these options bound."""
-    return functools.partial(run_ray, options=options, console=console)
-
-
-sweeps.register_executor("ray", run_ray)

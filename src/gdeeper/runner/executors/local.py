@@ -1,0 +1,128 @@
+"""The local executor: each run a `python -m gdeeper train` subprocess, `workers` at a time.
+
+A subprocess per run gives each its own Keras/TensorFlow state and contains its crashes;
+`execute_run(spec)` is also the unit of work the Ray executor ships to its workers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gdeeper.files import read_json
+from gdeeper.runner import rundir as rd
+from gdeeper.runner.display import SweepDisplay
+from gdeeper.runner.processes import default_workers
+from gdeeper.runner.results import RunResult, failed_result
+from gdeeper.runner.sweep_spec import RunSpec
+
+
+def execute_run(spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) -> RunResult:
+    """Run one spec as `python -m gdeeper train` in a subprocess; never raises for run failures.
+
+    `preexec_fn` runs in the child before `exec` (the Ray executor makes the child die with its
+    worker through it).
+    """
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "gdeeper", "train", "--json", "--quiet"]
+    if spec.resume:
+        command += ["--resume", str(spec.run_dir)]
+    else:
+        command += [spec.config.experiment, "--config", str(spec.config_path)]
+        command += ["--run-dir", str(spec.run_dir)]
+    env = {**os.environ, **spec.env}
+    summary, message = None, None
+    with open(spec.log_path, "a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            text=True,
+            preexec_fn=preexec_fn,
+        )
+        try:
+            stdout, _ = process.communicate()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        log.write(stdout)
+    code = process.returncode
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                summary = json.loads(line)
+                break
+            except ValueError:
+                pass
+    if summary is None and spec.run_dir is not None and (spec.run_dir / rd.SUMMARY_FILE).exists():
+        summary = read_json(spec.run_dir / rd.SUMMARY_FILE)
+    if summary is not None:
+        status, message = summary.get("status", "failed"), summary.get("message")
+    else:
+        status = "failed"
+        message = _last_line(spec.log_path) or f"exit code {code}"
+    if code != 0 and status == "completed":
+        status = "failed"
+    return RunResult(
+        name=spec.name,
+        values=spec.values,
+        status=status,
+        exit_code=code,
+        summary=summary,
+        wall_seconds=round(time.perf_counter() - started, 3),
+        run_dir=str(spec.run_dir) if spec.run_dir else None,
+        message=message,
+    )
+
+
+def _last_line(path: Path) -> str | None:
+    try:
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError:
+        return None
+    return lines[-1][:300] if lines else None
+
+
+def run_local(
+    specs: list[RunSpec],
+    workers: int | None = None,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    """Run specs on local worker processes, `workers` at a time; results in spec order."""
+    workers = workers or default_workers()
+    results: dict[str, RunResult] = {}
+    display = SweepDisplay(len(specs), label="local")
+    display.update(running=min(workers, len(specs)), queued=max(0, len(specs) - workers))
+    with futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = {pool.submit(execute_run, spec): spec for spec in specs}
+        try:
+            for future in futures.as_completed(pending):
+                spec = pending[future]
+                try:
+                    result = future.result()
+                except Exception as error:  # the executor itself broke for this run
+                    result = failed_result(spec, f"{type(error).__name__}: {error}")
+                results[spec.name] = result
+                display.finished(result)
+                left = len(specs) - len(results)
+                display.update(running=min(workers, left), queued=max(0, left - workers))
+                if on_result is not None:
+                    on_result(result)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        finally:
+            display.close()
+    return [results[spec.name] for spec in specs if spec.name in results]

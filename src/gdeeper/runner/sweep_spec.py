@@ -1,0 +1,192 @@
+"""Sweep specs: a grid over config keys (cartesian product) times seeds, expanded into runs.
+
+A sweep spec (YAML):
+
+    name: xor                     # the sweep's directory: <out>/sweeps/<name>/<sweep id>/
+    experiment: xor
+    config: xor.yaml              # base config, relative to the spec file (optional)
+    set: {training.steps: 20000}  # overrides for every run (optional)
+    grid: {data.active: [0, 1, 2, 3, 4, 5, 6, 7, 8]}
+    seeds: 3                      # a count (seeds 0..N-1) or a list of seeds
+    workers: null                 # default: one per CPU core
+
+`plan_sweep` validates a spec (or a sweep directory to resume) into a `SweepPlan`, every run's
+config resolved, before anything is written; `gdeeper.runner.sweep.run_sweep` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from gdeeper.config import (
+    ConfigError,
+    Int,
+    RunConfig,
+    Section,
+    read_yaml,
+    validate,
+)
+from gdeeper.experiments import get_experiment, resolve_config
+from gdeeper.runner import rundir as rd
+from gdeeper.runner.executors import check_executor
+
+
+class SweepSpec(Section):
+    name: str = Field(min_length=1)
+    experiment: str
+    config: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: Int | list[Int] = 1
+    workers: Int | None = Field(None, ge=1)
+
+    @field_validator("grid")
+    @classmethod
+    def _non_empty(cls, grid):
+        for key, values in grid.items():
+            if not values:
+                raise ValueError(f"grid key {key!r} has no values")
+            if key == "seed":
+                raise ValueError("sweep seeds with 'seeds', not in the grid")
+        return grid
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds):
+        if isinstance(seeds, int):
+            if seeds < 1:
+                raise ValueError("seeds must be a count >= 1 or a list of seeds")
+        elif not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError("seeds must be a non-empty list of distinct seeds >= 0")
+        return seeds
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+
+@dataclasses.dataclass
+class RunSpec:
+    """One run of a sweep: its name, swept values, resolved config and directory."""
+
+    name: str
+    values: dict[str, Any]
+    config: RunConfig
+    run_dir: Path | None = None
+    config_path: Path | None = None
+    log_path: Path | None = None
+    resume: bool = False
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def parse_seeds(text: str) -> int | list[int]:
+    """`--seeds 3` (seeds 0, 1, 2) or `--seeds 0,4,7`."""
+    try:
+        if "," in text:
+            return [int(part) for part in text.split(",") if part.strip()]
+        return int(text)
+    except ValueError:
+        raise ConfigError(
+            f"--seeds expects a count or a comma list of seeds, got {text!r}"
+        ) from None
+
+
+def load_sweep_spec(path: str | Path, data: dict | None = None) -> SweepSpec:
+    raw = read_yaml(path) if data is None else data
+    spec = validate(SweepSpec, raw)
+    get_experiment(spec.experiment)
+    return spec
+
+
+def _run_name(keys: list[str], values: dict, seed: int) -> str:
+    lasts = [k.split(".")[-1] for k in keys]
+    parts = []
+    for key, last in zip(keys, lasts):
+        label = last if lasts.count(last) == 1 else key.replace(".", "-")
+        parts.append(f"{label}-{rd.slug(values[key])}")
+    parts.append(f"seed-{seed}")
+    return "_".join(parts)
+
+
+def expand(
+    spec: SweepSpec,
+    spec_path: str | Path | None,
+    overrides: list[tuple[str, Any]] = (),
+) -> list[RunSpec]:
+    """Every run of the sweep, its config validated (ConfigError before anything is written)."""
+    base = None
+    if spec.config is not None:
+        base = Path(spec.config)
+        if not base.is_absolute() and spec_path is not None:
+            base = Path(spec_path).parent / base
+    keys = list(spec.grid)
+    runs, names = [], set()
+    for combo in itertools.product(*(spec.grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        for seed in spec.seed_list():
+            items = [*spec.set.items(), *overrides, *values.items(), ("seed", seed)]
+            config = resolve_config(spec.experiment, base, items)
+            name = _run_name(keys, values, seed)
+            while name in names:
+                name += "-x"
+            names.add(name)
+            runs.append(RunSpec(name=name, values={**values, "seed": seed}, config=config))
+    return runs
+
+
+def read_sweep_spec(sweep_dir: Path) -> SweepSpec:
+    data = read_yaml(Path(sweep_dir) / rd.SWEEP_SPEC_FILE)
+    data.pop("runs", None)
+    data.pop("base_config", None)
+    return load_sweep_spec(Path(sweep_dir) / rd.SWEEP_SPEC_FILE, data)
+
+
+@dataclasses.dataclass
+class SweepPlan:
+    spec: SweepSpec
+    runs: list[RunSpec]
+    sweep_dir: Path | None
+    resume: bool
+    executor: str = "local"
+
+
+def plan_sweep(
+    spec_path: str | Path | None = None,
+    *,
+    resume_dir: str | Path | None = None,
+    seeds: int | list[int] | None = None,
+    overrides: list[tuple[str, Any]] = (),
+    workers: int | None = None,
+    executor: str = "local",
+) -> SweepPlan:
+    """Validate a sweep (new from a spec file, or an existing one to resume) and the executor
+    that will run it (see `gdeeper.runner.executors`); writes nothing."""
+    check_executor(executor)
+    if resume_dir is not None:
+        sweep_dir = Path(resume_dir)
+        if not rd.is_sweep_dir(sweep_dir):
+            raise ConfigError(f"cannot resume: {sweep_dir} is not a sweep directory")
+        if spec_path is not None or seeds is not None or overrides:
+            raise ConfigError("a resumed sweep keeps its spec: drop SPEC, --seeds and --set")
+        spec = read_sweep_spec(sweep_dir)
+        runs = []
+        stored = read_yaml(sweep_dir / rd.SWEEP_SPEC_FILE).get("runs") or []
+        for item in stored:
+            config = resolve_config(None, sweep_dir / rd.CONFIGS_DIR / f"{item['name']}.yaml")
+            runs.append(RunSpec(name=item["name"], values=item["values"], config=config))
+        if workers is not None:
+            spec = spec.model_copy(update={"workers": workers})
+        return SweepPlan(spec, runs, sweep_dir, True, executor)
+    if spec_path is None:
+        raise ConfigError("no sweep spec given")
+    spec = load_sweep_spec(spec_path)
+    if seeds is not None:
+        spec = validate(SweepSpec, {**spec.model_dump(), "seeds": seeds})
+    if workers is not None:
+        spec = spec.model_copy(update={"workers": workers})
+    runs = expand(spec, spec_path, list(overrides))
+    return SweepPlan(spec, runs, None, False, executor)

@@ -1,0 +1,147 @@
+"""The house plan (docs/architecture.md), checked on the source with `ast`: imports run one way,
+core -> support -> experiments -> runner -> cli, there is no import cycle, and everything but
+the core and two adapter modules imports without Keras."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "gdeeper"
+
+# Lowest first; a module belongs to the layer of its longest matching prefix. Top-level modules
+# that no prefix names are core (the library itself: gate, layer, growth, saving, export, ...).
+LAYERS = {
+    "core": ("gdeeper",),
+    "support": ("gdeeper.files", "gdeeper.config", "gdeeper.datasets"),
+    "experiments": ("gdeeper.experiments",),
+    "runner": ("gdeeper.runner",),
+    "cli": ("gdeeper.cli", "gdeeper.__main__"),
+}
+ORDER = list(LAYERS)
+# The modules outside the core that import Keras at their top, imported only when training.
+KERAS_ADAPTERS = {"gdeeper.experiments._keras", "gdeeper.runner.callbacks"}
+# Line limit for modules outside the core (the core's size is the core's business).
+MAX_LINES = 400
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = modules()
+
+
+def layer_of(module: str) -> str:
+    best, best_layer = "", "core"
+    for layer, prefixes in LAYERS.items():
+        for prefix in prefixes:
+            matches = module == prefix or module.startswith(prefix + ".")
+            if matches and len(prefix) > len(best):
+                best, best_layer = prefix, layer
+    return best_layer
+
+
+def imports_of(module: str, path: Path) -> set[str]:
+    """The gdeeper modules that `module` imports anywhere (top level, functions, TYPE_CHECKING)."""
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            # `import a.b.c` / `from a.b import c`: the deepest of them that is a module
+            while name and name not in MODULES:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                found.add(name)
+    return found
+
+
+GRAPH = {module: imports_of(module, path) for module, path in MODULES.items()}
+
+
+def test_every_import_points_down_or_sideways():
+    upward = [
+        f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})"
+        for module, targets in sorted(GRAPH.items())
+        for target in sorted(targets)
+        if ORDER.index(layer_of(target)) > ORDER.index(layer_of(module))
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_there_is_no_import_cycle():
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+    cycles = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(GRAPH[module]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module)
+    assert not cycles, "\n".join(cycles)
+
+
+def test_the_layers_are_where_the_plan_says():
+    layers = {module: layer_of(module) for module in MODULES}
+    assert layers["gdeeper.layer"] == layers["gdeeper.saving"] == "core"
+    assert layers["gdeeper.datasets.idx"] == "support"
+    assert layers["gdeeper.experiments.xor"] == "experiments"
+    assert layers["gdeeper.runner.executors.ray_driver"] == "runner"
+    assert layers["gdeeper.cli"] == "cli"
+
+
+@pytest.mark.parametrize(
+    "module", sorted(m for m in MODULES if layer_of(m) != "core" and m != "gdeeper.__main__")
+)
+def test_modules_outside_the_core_stay_small(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{module}: {lines} lines; split it by job (docs/architecture.md)"
+
+
+def test_everything_outside_the_core_imports_without_keras():
+    light = sorted(
+        m
+        for m in MODULES
+        if layer_of(m) != "core" and m not in KERAS_ADAPTERS and m != "gdeeper.__main__"
+    )
+    code = (
+        "import importlib, sys\n"
+        f"for name in {light!r}:\n"
+        "    importlib.import_module(name)\n"
+        "from gdeeper.experiments import registered\n"
+        "assert {'xor', 'mnist', 'fashion-mnist', 'digits'} <= set(registered())\n"
+        "bad = [m for m in ('keras', 'tensorflow', 'jax', 'ray') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
