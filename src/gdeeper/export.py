@@ -13,8 +13,9 @@ import numpy as np
 from keras import ops
 
 from gdeeper.gate import delta
-from gdeeper.growth import _reset_traced_functions, extend_optimizer, update_depths
+from gdeeper.growth import update_depths
 from gdeeper.layer import GInfinity
+from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
 from gdeeper.regularizers import GammaRegularizedBatchNorm
 from gdeeper.telemetry import _sync_jax_state, meta_layers
 

@@ -10,34 +10,9 @@ import keras
 
 from gdeeper import _keras
 from gdeeper.layer import STRUCTURE, GInfinity
+from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
 from gdeeper.telemetry import _sync_jax_state, meta_layers
-
-
-def _optimizer_of(model, optimizer=None):
-    optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
-    return optimizer if optimizer is not None and getattr(optimizer, "built", False) else None
-
-
-def extend_optimizer(model: keras.Model, optimizer=None) -> bool:
-    """Make the optimizer cover exactly the model's trainable variables, keeping its state.
-
-    `optimizer` defaults to `model.optimizer`. The optimizer object stays the same (a training
-    loop that holds it keeps working): it is rebuilt in place over `model.trainable_variables`
-    and every slot (moments, accumulators) of a variable it already covered keeps its value, as
-    do the iteration count and learning rate. Slots of variables that stopped being trained
-    (sub-layers beyond a shrunken computed depth) are dropped. Keeping the optimizer's variables
-    equal to `model.trainable_variables`, in the model's order, is what lets a saved model be
-    loaded: Keras restores an optimizer's state by position. Returns whether it changed.
-    """
-    optimizer = _optimizer_of(model, optimizer)
-    if optimizer is None:
-        return False
-    wanted = list(model.trainable_variables)
-    if [id(v) for v in _keras.optimizer_variables_of(optimizer)] == [id(v) for v in wanted]:
-        return False
-    _sync_jax_state(model)
-    _keras.rebuild_optimizer(optimizer, wanted)
-    return True
+from gdeeper.weights import depth_aware_weights
 
 
 class _WReader:
@@ -117,14 +92,6 @@ def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=N
     return changed
 
 
-def _reset_traced_functions(model: keras.Model) -> None:
-    if getattr(model, "train_function", None) is not None:
-        model.make_train_function(force=True)
-    for attribute in ("test_function", "predict_function"):
-        if getattr(model, attribute, None) is not None:
-            setattr(model, attribute, None)
-
-
 class DepthCallback(keras.callbacks.Callback):
     """Lets meta-layers grow and shrink during `fit`, and logs `w/<name>` and `depth/<name>`.
 
@@ -151,8 +118,6 @@ class DepthCallback(keras.callbacks.Callback):
         if callbacks is not None and callbacks and callbacks[0] is not self:
             callbacks.remove(self)
             callbacks.insert(0, self)
-        from gdeeper.weights import depth_aware_weights
-
         depth_aware_weights(model)
         # Steer from now on: a BackupAndRestore that loads a grown model in its
         # on_train_begin then extends the optimizer before Keras restores its state.

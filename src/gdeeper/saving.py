@@ -18,7 +18,8 @@ import zipfile
 
 import keras
 
-from gdeeper.growth import _reset_traced_functions, extend_optimizer, update_depths
+from gdeeper.growth import update_depths
+from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
 from gdeeper.telemetry import _sync_jax_state
 
 _KERAS_MEMBERS = ("config.json",)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keras
 
+from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
 from gdeeper.telemetry import _sync_jax_state, meta_layers
 
 
@@ -42,8 +43,6 @@ def depth_aware_weights(model: keras.Model) -> keras.Model:
     def set_weights(weights):
         depths = getattr(weights, "depths", None)
         if depths:
-            from gdeeper.growth import _reset_traced_functions, extend_optimizer
-
             _sync_jax_state(model)
             for layer in meta_layers(model):
                 if layer.name in depths and layer.built:

