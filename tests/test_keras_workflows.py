@@ -408,6 +408,26 @@ def test_callback_order_does_not_drop_the_depth_keys(tmp_path):
     assert float(rows[-1]["w/g"]) == pytest.approx(gdeeper.depths(model)["g"].w, abs=1e-6)
 
 
+def test_tensorboard_before_depth_callback_gets_the_depth_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    if backend() != "tensorflow":
+        pytest.skip("Keras' TensorBoard callback writes through TensorFlow")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = small_model(w_init=1.3)
+    model.compile("adam", "binary_crossentropy")
+    x, y = parity(512)
+    logdir = tmp_path / "tb"
+    model.fit(
+        x, y, epochs=2, verbose=0,
+        callbacks=[keras.callbacks.TensorBoard(str(logdir)), DepthCallback()],
+    )
+    events = EventAccumulator(str(logdir / "train"), size_guidance={"tensors": 0}).Reload()
+    tags = set(events.Tags()["tensors"])
+    assert {"epoch_w/g", "epoch_depth/g", "epoch_allocated/g"} <= tags, tags
+    assert len(events.Tensors("epoch_w/g")) == 2
+
+
 # 8 ----------------------------------------------------------------------------------------
 def test_summary_shows_depth_and_parameters_in_use():
     model = small_model(w_init=1.5, chunk=5)

@@ -17,7 +17,7 @@ def numpy_delta(i, w):
 
 
 def dense_block_reference(layer, x, w, merge, h):
-    """The SPEC's recursion written out in numpy for a block of one Dense layer."""
+    """The recursion g_{i+1} = h(g_i + f_i(g_i) * delta_w(i)) in numpy, for a block of one Dense."""
     g = x
     k = max(0, math.ceil(w))
     for i in range(k):

@@ -110,6 +110,24 @@ class GInfinity(keras.layers.Layer):
             the same trainable ones (which the saved optimizer state matches) and the same trace.
             The weights file records both as well: loading weights into a model that has fewer
             (or more) sub-layers first grows (or releases) sub-layers to match the file.
+
+    Input shape:
+        Any shape `(batch, ...)` that the block maps to itself.
+
+    Output shape:
+        The input's shape.
+
+    Example:
+
+    >>> inputs = keras.Input((16,))
+    >>> g = GInfinity([keras.layers.Dense(16), keras.layers.BatchNormalization()], w_init=1.5)
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(g(inputs)))
+    >>> model.compile("adam", "mse")
+    >>> model.fit(x, y, callbacks=[gdeeper.DepthCallback()])  # lets g grow and shrink
+    >>> gdeeper.depths(model)[g.name].active_depth  # ceil(w): 2 to start with
+
+    During `fit`, `gdeeper.DepthCallback` lets the depth follow `w`; in a custom loop, call
+    `gdeeper.update_depths(model, optimizer=...)` after each step.
     """
 
     def __init__(
