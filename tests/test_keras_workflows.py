@@ -419,7 +419,10 @@ def test_tensorboard_before_depth_callback_gets_the_depth_scalars(tmp_path):
     x, y = parity(512)
     logdir = tmp_path / "tb"
     model.fit(
-        x, y, epochs=2, verbose=0,
+        x,
+        y,
+        epochs=2,
+        verbose=0,
         callbacks=[keras.callbacks.TensorBoard(str(logdir)), DepthCallback()],
     )
     events = EventAccumulator(str(logdir / "train"), size_guidance={"tensors": 0}).Reload()
@@ -478,3 +481,32 @@ def test_reading_w_emits_no_deprecation_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert layer.read_w() == pytest.approx(1.5)
+
+
+# Keras' own layer test: config round trip, shapes, weights and losses, a training step, and the
+# layer under another dtype policy (which found that sub-layers did not follow the meta-layer's).
+def test_keras_run_layer_test():
+    from keras.src import testing
+
+    class LayerTest(testing.TestCase):
+        def runTest(self):
+            self.run_layer_test(
+                GInfinity,
+                init_kwargs={
+                    "block": [keras.layers.Dense(4)],
+                    "w_init": 1.5,
+                    "chunk": 2,
+                    "seed": 3,
+                },
+                input_shape=(2, 4),
+                expected_output_shape=(2, 4),
+                expected_num_trainable_weights=5,  # w, and kernel + bias of 2 sub-layers
+                expected_num_non_trainable_weights=0,
+                expected_num_losses=1,  # the penalty on w
+                supports_masking=False,
+            )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # its training step has no DepthCallback
+        result = LayerTest().run()
+    assert result.wasSuccessful(), result.errors + result.failures

@@ -77,8 +77,9 @@ class BlockTemplate:
                 )
             self.layers.append(item)
 
-    def make(self, index: int) -> list[keras.layers.Layer]:
-        """Fresh, unbuilt layers for sub-layer `index`."""
+    def make(self, index: int, dtype_policy=None) -> list[keras.layers.Layer]:
+        """Fresh, unbuilt layers for sub-layer `index`, computing in `dtype_policy` (the meta-
+        layer's, as Keras' composite layers give theirs to the layers they create)."""
         if self.factory is not None:
             made = self.factory(index)
             layers = [made] if isinstance(made, keras.layers.Layer) else list(made)
@@ -90,12 +91,18 @@ class BlockTemplate:
                     )
             return layers
         return [
-            self._copy(template, index, position) for position, template in enumerate(self.layers)
+            self._copy(template, index, position, dtype_policy)
+            for position, template in enumerate(self.layers)
         ]
 
-    def _copy(self, template: keras.layers.Layer, index: int, position: int):
+    def _copy(self, template: keras.layers.Layer, index: int, position: int, dtype_policy):
         config = template.get_config()
         config["name"] = f"{self.owner}_{index}_{position}_{template.name}"
+        # A template left at the global policy computes like the meta-layer (as Keras' composite
+        # layers' own sub-layers do); one given a policy of its own keeps it.
+        default = keras.config.dtype_policy().name
+        if dtype_policy is not None and template.dtype_policy.name == default:
+            config["dtype"] = dtype_policy
         cls = type(template)
         try:
             # The class itself is known: no registry lookup, so unregistered layers work.
