@@ -37,16 +37,23 @@ class _WReader:
         return [layer.read_w() for layer in self.layers]
 
 
-def _steer(model: keras.Model, layers: list[GInfinity], optimizer=None) -> None:
-    """Mark `layers` as steered by `model`; a load that changes their depth updates the model."""
-    model_ref = weakref.ref(model)
-    optimizer_ref = weakref.ref(optimizer) if optimizer is not None else None
+class _Steering:
+    """What a meta-layer calls when a load changes its depth: the model (and the optimizer) that
+    steer it follow. Held through weak references, so it keeps neither alive."""
 
-    def after_depth_restored(layer: GInfinity) -> None:
-        owner = model_ref()
+    def __init__(self, model: keras.Model, optimizer=None):
+        self.model_ref = weakref.ref(model)
+        self.optimizer_ref = weakref.ref(optimizer) if optimizer is not None else None
+
+    def steers(self, model, optimizer) -> bool:
+        held = self.optimizer_ref() if self.optimizer_ref is not None else None
+        return self.model_ref() is model and held is optimizer
+
+    def __call__(self, layer: GInfinity) -> None:
+        owner = self.model_ref()
         if owner is None:
             return
-        held = optimizer_ref() if optimizer_ref is not None else None
+        held = self.optimizer_ref() if self.optimizer_ref is not None else None
         target = held if held is not None else getattr(owner, "optimizer", None)
         if target is not None and not target.built:
             target.build(owner.trainable_variables)  # so its saved state can be loaded
@@ -54,8 +61,17 @@ def _steer(model: keras.Model, layers: list[GInfinity], optimizer=None) -> None:
             extend_optimizer(owner, held)
         _reset_traced_functions(owner)
 
+
+def _steer(model: keras.Model, layers: list[GInfinity], optimizer=None) -> None:
+    """Mark `layers` as steered by `model`; a load that changes their depth updates the model."""
+    steering = None
     for layer in layers:
-        layer.mark_steered(after_depth_restored)
+        current = layer._owner
+        if layer.depth_controlled and isinstance(current, _Steering):
+            if current.steers(model, optimizer):
+                continue  # the usual case, every step: nothing to do
+        steering = steering or _Steering(model, optimizer)
+        layer.mark_steered(steering)
 
 
 def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=None) -> list[str]:

@@ -307,7 +307,10 @@ class GInfinity(keras.layers.Layer):
             while len(self.sublayers) < depth:
                 index = len(self.sublayers)
                 with self._seeded(index):
-                    block = _Block(self._template.make(index, self.dtype_policy), name=f"{self.name}_block_{index}")
+                    block = _Block(
+                        self._template.make(index, self.dtype_policy),
+                        name=f"{self.name}_block_{index}",
+                    )
                     block.build(self._input_shape)
                 if tuple(block.output_shape_[1:]) != tuple(self._input_shape[1:]):
                     names = ", ".join(layer.__class__.__name__ for layer in block.block_layers)
