@@ -59,22 +59,28 @@ def scalar_derivative(fn, at: float) -> float:
     raise NotImplementedError(backend())
 
 
-def predict_in_subprocess(script: str, x) -> np.ndarray:
-    """Run `script` in a fresh Python with the flattened `x` as arguments; it prints one JSON
-    list of predictions on its last line, which is returned as an array."""
-    import json
+def run_python(script: str, *args: str, timeout: int = 120) -> str:
+    """Run `script` in a fresh Python (with `args`); assert it succeeds; return its last line."""
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-c", script, *map(str, np.asarray(x).ravel().tolist())],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return np.array(json.loads(result.stdout.strip().splitlines()[-1]))
+    return result.stdout.strip().splitlines()[-1]
+
+
+def predict_in_subprocess(script: str, x) -> np.ndarray:
+    """Run `script` in a fresh Python with the flattened `x` as arguments; it prints one JSON
+    list of predictions on its last line, which is returned as an array."""
+    import json
+
+    return np.array(json.loads(run_python(script, *map(str, np.asarray(x).ravel().tolist()))))

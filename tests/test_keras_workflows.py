@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import re
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import pytest
 import gdeeper
 from gdeeper import DepthCallback, GInfinity
 from gdeeper.experiments.xor import xor_data
-from helpers import backend
+from helpers import backend, run_python
 
 pytestmark = pytest.mark.both_backends
 ROOT = Path(__file__).resolve().parents[1]
@@ -348,17 +345,7 @@ def test_a_saved_model_loads_whatever_the_import_order(tmp_path, imports):
     path = tmp_path / "m.keras"
     model.save(path)
     script = f"{imports}\nm = load({str(path)!r})\nprint(m.get_layer('g').allocated_depth)"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().splitlines()[-1] == "4"
+    assert run_python(script) == "4"
 
 
 # 6 ----------------------------------------------------------------------------------------
@@ -448,17 +435,7 @@ def test_the_readme_example_runs_as_printed():
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     promised = re.search(r"print\(.*\)\s*#\s*(DepthInfo\(.*\))", code).group(1)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    printed = result.stdout.strip().splitlines()[-1]
+    printed = run_python(code, timeout=300)
 
     def fields(text):
         return dict(re.findall(r"(\w+)=([\d.]+)", text))
