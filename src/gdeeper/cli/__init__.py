@@ -195,7 +195,8 @@ def train(
         print_run_summary(summary)
     if summary["status"] != "completed":
         message = summary.get("message") or summary["status"]
-        typer.echo(f"gdeeper: {message} (files kept in {target})", err=True)
+        kept = f" (files kept in {target})" if Path(target).is_dir() else ""
+        typer.echo(f"gdeeper: {message}{kept}", err=True)
     raise typer.Exit(summary["exit_code"])
 
 

@@ -69,7 +69,7 @@ def live_trainer(manifest: dict) -> int | None:
 
 # Lines TensorFlow's C++ logging writes while it loads, before absl is initialised: INFO and
 # WARNING records (`I0000 00:00:...`, `W0000 ...`) and absl's note about them.
-_LOAD_NOISE = re.compile(r"^([IW]\d{4} \d\d:\d\d:\d\d\.\d+ |WARNING: All log messages before absl)")
+_LOAD_NOISE = re.compile(r"^([IW]\d{4} [\d:]+\.\d+ +\d+ |WARNING: All log messages before absl)")
 
 
 def import_keras_quietly():
