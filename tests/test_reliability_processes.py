@@ -3,6 +3,7 @@ summary.json is missing, a stop while Keras loads."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -130,3 +131,44 @@ def test_a_stop_while_keras_loads_leaves_no_empty_run_directory(tmp_path, sig, c
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gdeeper: "), stderr
     assert list((out / "xor").iterdir()) == []
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
+    (tmp_path / "spec.yaml").write_text(
+        "name: orphans\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "gdeeper", "sweep", "spec.yaml", "--steps", "100000"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not children(driver.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trainers = children(driver.pid)
+    assert trainers, "the sweep started no trainer"
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in trainers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in trainers)

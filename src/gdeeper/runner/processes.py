@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
@@ -99,3 +103,21 @@ def import_keras_quietly():
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
     return keras
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get SIGKILL when its parent dies (a sweep driver or
+    a Ray worker): no trainer lives on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
