@@ -258,7 +258,9 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
             where = f" in steps {begin + 1}-{begin + spe}"
         outcome.status, outcome.message = "diverged", f"training diverged{where}: {error}"
     except Exception as error:  # recorded in the run, reported by the CLI as one line
-        outcome.status, outcome.message = "failed", f"{type(error).__name__}: {error}"
+        text = " ".join(f"{type(error).__name__}: {error}".split())  # one line on the CLI
+        outcome.status = "failed"
+        outcome.message = text if len(text) <= 500 else text[:497] + "..."
         with contextlib.suppress(OSError):  # a read-only run directory: the CLI still tells
             (run_dir / rd.ERROR_FILE).write_text(traceback.format_exc())
     finally:
