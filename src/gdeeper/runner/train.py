@@ -260,7 +260,7 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
     except Exception as error:  # recorded in the run, reported by the CLI as one line
         text = " ".join(f"{type(error).__name__}: {error}".split())  # one line on the CLI
         outcome.status = "failed"
-        outcome.message = text if len(text) <= 500 else text[:497] + "..."
+        outcome.message = text if len(text) <= 300 else text[:297] + "..."
         with contextlib.suppress(OSError):  # a read-only run directory: the CLI still tells
             (run_dir / rd.ERROR_FILE).write_text(traceback.format_exc())
     finally:
