@@ -346,3 +346,25 @@ def test_damaged_data_files_are_one_line_and_write_nothing(
     result = CliRunner().invoke(app, ["train", "digits", "--data", str(path), "--epochs", "1"])
     one_line_error(result, expected)
     assert not Path("outputs").exists()
+
+
+# ------------------------------------------------------------ 12: divergence, not a limit
+def test_a_runaway_w_is_reported_as_divergence_not_as_a_depth_limit(monkeypatch):
+    import types
+
+    import gdeeper
+    from gdeeper.runner.train import runaway_w
+
+    class DepthLimitError(RuntimeError):
+        pass
+
+    def layer(name, w, max_depth=1000):
+        return types.SimpleNamespace(name=name, max_depth=max_depth, read_w=lambda: w)
+
+    plan = types.SimpleNamespace(model=None)
+    error = DepthLimitError("w needs 3000000 sub-layers but max_depth=1000; raise max_depth")
+    monkeypatch.setattr(gdeeper, "meta_layers", lambda model: [layer("a", 3.0), layer("b", 3e6)])
+    assert runaway_w(error, plan).startswith("training diverged: w of b jumped to 3e+06")
+    monkeypatch.setattr(gdeeper, "meta_layers", lambda model: [layer("a", 1001.0)])
+    assert runaway_w(error, plan) is None  # crept past the limit: raising max_depth helps
+    assert runaway_w(RuntimeError("x"), plan) is None

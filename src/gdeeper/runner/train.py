@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -261,6 +262,9 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
         text = " ".join(f"{type(error).__name__}: {error}".split())  # one line on the CLI
         outcome.status = "failed"
         outcome.message = text if len(text) <= 300 else text[:297] + "..."
+        runaway = runaway_w(error, outcome.plan)
+        if runaway is not None:  # not a depth limit to raise: the training blew up
+            outcome.status, outcome.message = "diverged", runaway
         with contextlib.suppress(OSError):  # a read-only run directory: the CLI still tells
             (run_dir / rd.ERROR_FILE).write_text(traceback.format_exc())
     finally:
@@ -271,6 +275,23 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
         if depth_cb is not None:
             outcome.growth_log = depth_cb.growth_log
     return outcome
+
+
+def runaway_w(error: BaseException, plan) -> str | None:
+    """The divergence behind a `DepthLimitError`, when `w` jumped to more than twice its layer's
+    `max_depth` (or to NaN) rather than crept past it: "raise max_depth" would be wrong advice."""
+    if type(error).__name__ != "DepthLimitError" or plan is None:
+        return None
+    import gdeeper
+
+    for layer in gdeeper.meta_layers(plan.model):
+        w = layer.read_w()
+        if not math.isfinite(w) or w > 2 * layer.max_depth:
+            return (
+                f"training diverged: w of {layer.name} jumped to {w:.4g} "
+                f"(max_depth {layer.max_depth}): {error}"
+            )[:300]
+    return None
 
 
 def _load_checkpoint(path: Path):
