@@ -148,6 +148,29 @@ def chains(gdeeper, root: Path, env):
             return f"exit {result.returncode} or metrics.csv changed"
         return ""
 
+    def failed_resume_keeps_completed_summary() -> str:
+        path = run_dir / "summary.json"
+        summary = json.loads(path.read_text())
+        stale = {**summary, "steps": summary["steps"] - 100}  # not the checkpoint's: no shortcut
+        path.write_text(json.dumps(stale))
+        state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+        model = run_dir / "checkpoint" / state["model"]
+        saved = model.read_bytes()
+        model.write_bytes(b"damaged")
+        try:
+            result = gdeeper(["train", "--resume", run_dir, "--quiet"], folder, 300)
+            kept = json.loads(path.read_text())
+        finally:
+            model.write_bytes(saved)
+            path.write_text(json.dumps(summary))
+        if result.returncode != 1:
+            return f"exit {result.returncode}, expected 1: {result.stderr[-200:]}"
+        if kept.get("status") != "completed":
+            return f"summary.json became {kept.get('status')}"
+        if _sessions(run_dir)[-1] != "failed":
+            return f"sessions {_sessions(run_dir)}"
+        return _one_line(result.stderr, "")
+
     def changed_config_refused() -> str:
         path = run_dir / "config.yaml"
         text = path.read_text()
@@ -231,6 +254,7 @@ def chains(gdeeper, root: Path, env):
     yield "resume-to-end-no-lost-or-duplicated-row", resume_to_the_end_no_lost_or_duplicated_row
     yield "missing-summary-finalized-by-resume", finished_run_without_summary_is_finalized
     yield "resume-of-finished-run-no-op", resume_of_finished_run_is_a_no_op
+    yield "failed-resume-keeps-completed-summary", failed_resume_keeps_completed_summary
     yield "changed-config-refused-on-resume", changed_config_refused
     yield "sigint-exit-130", sigint_exits_130
     yield "stop-while-keras-loads-no-empty-dir", stop_while_keras_loads_leaves_nothing
