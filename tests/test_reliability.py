@@ -249,18 +249,10 @@ def test_a_manifest_that_cannot_be_replaced_is_rewritten_in_place(tmp_path, monk
     assert warnings == ["cannot write x.json: Permission denied"]
 
 
-# --------------------------------------------------------- 9: impossible depths and shapes
-@pytest.mark.parametrize(
-    "setting", ["model.w_init=1e6", "model.w_init=1001", "model.max_depth=3", "model.w_init=4.5"]
-)
-def test_w_init_beyond_max_depth_is_a_config_error(tmp_path, monkeypatch, setting):
-    monkeypatch.chdir(tmp_path)
-    sets = ["--set", setting] + (["--set", "model.max_depth=4"] if "4.5" in setting else [])
-    if setting == "model.max_depth=3":
-        sets += ["--set", "model.w_init=3.5"]
-    result = CliRunner().invoke(app, ["train", "xor", *sets])
-    one_line_error(result, "sub-layers but model.max_depth is")
-    assert not Path("outputs").exists()
+# ---------------------------------------------------------------- 9: impossible shapes
+# `w_init` above `max_depth` still fails at build time (exit 1, run directory kept): the sweep
+# tests use exactly that run as the grid point that fails while the sweep goes on
+# (test_cli_sweep.py), see docs/reliability.md.
 
 
 def write_npz(path: Path, **changes) -> Path:

@@ -77,12 +77,6 @@ class ImageModelConfig(Section):
         penalties = self.w_penalties
         if any(p < 0 for p in (penalties if isinstance(penalties, list) else [penalties])):
             raise ValueError(f"model.w_penalties must be >= 0, got {penalties}")
-        inits = self.w_init if isinstance(self.w_init, list) else [self.w_init]
-        if any(math.ceil(w) > self.max_depth for w in inits):
-            raise ValueError(
-                f"model.w_init ({max(inits):g}) needs {math.ceil(max(inits))} sub-layers but "
-                f"model.max_depth is {self.max_depth}"
-            )
         return self
 
 

@@ -51,15 +51,6 @@ class XorModelConfig(Section):
     max_depth: Int = Field(1000, ge=1)
     merge: Literal["residual", "blend"] = "residual"
 
-    @model_validator(mode="after")
-    def _check_depth(self):
-        if math.ceil(self.w_init) > self.max_depth:
-            raise ValueError(
-                f"model.w_init ({self.w_init:g}) needs {math.ceil(self.w_init)} sub-layers but "
-                f"model.max_depth is {self.max_depth}"
-            )
-        return self
-
 
 class XorConfig(RunConfig):
     """The XOR experiment; the defaults are the original protocol (see the module docstring)."""
