@@ -360,3 +360,18 @@ def test_a_runaway_w_is_reported_as_divergence_not_as_a_depth_limit(monkeypatch)
     monkeypatch.setattr(gdeeper, "meta_layers", lambda model: [layer("a", 1001.0)])
     assert runaway_w(error, plan) is None  # crept past the limit: raising max_depth helps
     assert runaway_w(RuntimeError("x"), plan) is None
+
+
+def test_a_library_call_leaves_no_lock_and_no_sigterm_handler(tmp_path):
+    import signal
+
+    from gdeeper.config import ConfigError
+    from gdeeper.runner.lock import holds_lock
+    from gdeeper.runner.train import train
+
+    run = fake_run(tmp_path / "run")
+    (run / "checkpoint" / "state.json").write_text("[]")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ConfigError, match="damaged checkpoint"):
+        train(resolve_config("xor"), run, resume=True)
+    assert not holds_lock(run) and signal.getsignal(signal.SIGTERM) is before

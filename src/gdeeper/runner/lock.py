@@ -4,7 +4,8 @@
 until the process ends (the kernel drops it then, also after `kill -9`, so a lock is never
 stale). A second process that asks for the lock of a run directory in use gets a one-line
 `ConfigError` at once. The lock is taken before anything else is read or written in a session;
-within one process taking it again is a no-op.
+within one process taking it again is a no-op. `train` lets go of a lock it took itself when it
+returns (a notebook that trained a run does not block a later `--resume` from a shell).
 """
 
 from __future__ import annotations
@@ -53,8 +54,13 @@ def lock_run_dir(run_dir: str | os.PathLike) -> None:
     _HELD[key] = fd
 
 
+def holds_lock(run_dir: str | os.PathLike) -> bool:
+    """Whether this process holds the lock of `run_dir`."""
+    return str(Path(run_dir).resolve()) in _HELD
+
+
 def release_run_dir(run_dir: str | os.PathLike) -> None:
-    """Drop the lock of `run_dir` if this process holds it (tests; processes just exit)."""
+    """Drop the lock of `run_dir` if this process holds it."""
     fd = _HELD.pop(str(Path(run_dir).resolve()), None)
     if fd is not None:
         os.close(fd)
@@ -64,8 +70,17 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
-def handle_sigterm() -> None:
+def handle_sigterm():
     """From now on SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so a
-    session ends as on Ctrl-C: consistent checkpoint, manifest closed, resume hint."""
-    with contextlib.suppress(ValueError):  # not the main thread: the default stays
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    session ends as on Ctrl-C: consistent checkpoint, manifest closed, resume hint. Returns the
+    handler it replaced (for `restore_sigterm`), or None outside the main thread."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: the default stays
+        return None
+
+
+def restore_sigterm(previous) -> None:
+    if previous is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)

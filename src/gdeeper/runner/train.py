@@ -23,7 +23,15 @@ from gdeeper.config import BACKENDS, ConfigError, RunConfig, config_checksum, du
 from gdeeper.experiments import get_experiment
 from gdeeper.files import clean_json, read_json, write_json_atomic
 from gdeeper.runner import rundir as rd
-from gdeeper.runner.lock import LOCK_FILE, Terminated, handle_sigterm, lock_run_dir
+from gdeeper.runner.lock import (
+    LOCK_FILE,
+    Terminated,
+    handle_sigterm,
+    holds_lock,
+    lock_run_dir,
+    release_run_dir,
+    restore_sigterm,
+)
 from gdeeper.runner.plot import plot_path
 from gdeeper.runner.processes import import_keras_quietly
 from gdeeper.runner.resume import load_resume_point, target_epochs, target_steps
@@ -77,7 +85,17 @@ def train(
     (`runner.lock`), and SIGTERM stops it as Ctrl-C does, with exit code 143.
     """
     run_dir = Path(run_dir)
-    handle_sigterm()
+    locked_before = holds_lock(run_dir)  # the CLI locks a run it resumes before reading it
+    previous_handler = handle_sigterm()  # put back on return: a library call leaves no trace
+    try:
+        return _session(config, run_dir, resume, command, console, progress, created)
+    finally:
+        restore_sigterm(previous_handler)
+        if not locked_before:
+            release_run_dir(run_dir)
+
+
+def _session(config, run_dir: Path, resume, command, console, progress, created) -> dict:
     state = None
     previous = None
     if resume:
