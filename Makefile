@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench reproduce-xor reproduce-mnist reproduce-fashion clean
+.PHONY: venv xor test lint format bench reliability reproduce-xor reproduce-mnist reproduce-fashion clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -66,3 +66,9 @@ clean:
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python run_all.py
+
+# The reliability corpus (docs/reliability.md): bad arguments, configs, data files, run
+# directories, model files, signals and concurrent sessions, each a real `gdeeper` process;
+# one line per case, then "N passed, N failed". About 5 minutes on 2 CPU cores.
+reliability: $(STAMP)
+	$(BIN)/python bench/reliability.py

@@ -18,6 +18,7 @@ sections and its config class (a `RunConfig` subclass).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -120,10 +121,42 @@ class RunConfig(Section):
 
 
 # ------------------------------------------------------------------------------------ loading
+MAX_CONFIG_BYTES = 1 << 20  # a config or sweep spec is a few KB
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (`*name`): a few hundred bytes of nested aliases expand to
+    billions of nodes (a "billion laughs" bomb); configs never need them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases (*name) are not allowed in configs", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str):
+    """`yaml.safe_load` without aliases."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader subclass
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters: an error message stays one short line."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML mapping from `path`; any problem is a one-line ConfigError."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is too large ({path.stat().st_size} bytes; at most "
+                f"{MAX_CONFIG_BYTES})"
+            )
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
@@ -132,11 +165,13 @@ def read_yaml(path: str | Path) -> dict:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except RecursionError:
+        raise ConfigError(f"cannot parse config file {path}: nested too deeply") from None
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
+        problem = shorten(getattr(error, "problem", None) or "invalid YAML", 100)
         raise ConfigError(f"cannot parse config file {path}{at}: {problem}") from None
     if data is None:
         return {}
@@ -148,8 +183,8 @@ def read_yaml(path: str | Path) -> dict:
 def parse_value(text: str) -> Any:
     """A `--set` value: YAML scalars/lists (`5`, `1e-4`, `true`, `null`, `[1, 2]`) or a string."""
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = load_yaml(text)
+    except (yaml.YAMLError, RecursionError):
         return text
     if isinstance(value, str):
         try:  # YAML 1.1 reads 1e-4 as a string
@@ -164,7 +199,9 @@ def parse_assignment(item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set expects KEY=VALUE (e.g. model.units=32), got {item!r}")
+        raise ConfigError(
+            f"--set expects KEY=VALUE (e.g. model.units=32), got {shorten(repr(item))}"
+        )
     return key, parse_value(value.strip())
 
 
@@ -172,7 +209,7 @@ def set_key(data: dict, key: str, value: Any) -> None:
     """Set dotted `key` in nested dict `data`, creating sections as needed."""
     parts = key.split(".")
     if any(not part for part in parts):
-        raise ConfigError(f"invalid config key {key!r}")
+        raise ConfigError(f"invalid config key {shorten(repr(key))}")
     node = data
     for index, part in enumerate(parts[:-1]):
         child = node.get(part)
@@ -180,7 +217,10 @@ def set_key(data: dict, key: str, value: Any) -> None:
             child = node[part] = {}
         elif not isinstance(child, dict):
             where = ".".join(parts[: index + 1])
-            raise ConfigError(f"config key {where!r} is a value, not a section (in {key!r})")
+            raise ConfigError(
+                f"config key {shorten(repr(where))} is a value, not a section (in "
+                f"{shorten(repr(key))})"
+            )
         node = child
     node[parts[-1]] = value
 
@@ -220,17 +260,17 @@ def format_validation_error(error: ValidationError, model_class: type[BaseModel]
     """The first pydantic error as one line naming the key (and the allowed ones)."""
     first = error.errors()[0]
     location = tuple(str(part) for part in first["loc"])
-    key = ".".join(location) or "<config>"
+    key = shorten(".".join(location), 80) or "<config>"
     if first["type"] == "extra_forbidden":
         allowed = allowed_keys(model_class, location[:-1]) or []
         return f"unknown config key {key!r} (allowed: {', '.join(allowed)})"
-    message = first["msg"]
+    message = shorten(first["msg"], 200)
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if not location:
         return f"invalid config: {message}"
     value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" = {value!r}"
+    shown = "" if isinstance(value, dict) else f" = {shorten(repr(value))}"
     return f"invalid config value {key}{shown}: {message}"
 
 
@@ -244,6 +284,11 @@ def validate(model_class: type[BaseModel], data: dict):
 def dump_yaml(config: BaseModel | dict) -> str:
     data = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def config_checksum(text: str) -> str:
+    """The SHA-256 of a config file's text (stored in the run's manifest.json)."""
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save_config(config: BaseModel, path: str | Path) -> None:

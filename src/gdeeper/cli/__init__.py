@@ -19,10 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gdeeper.cli import common
+from gdeeper.cli.common import _check_backend, _command, _fail
 from gdeeper.cli.data import data_app
-from gdeeper.config import BACKENDS, ConfigError
+from gdeeper.cli.sweep import sweep
+from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
-from gdeeper.runner.display import print_run_summary, print_sweep_plan
+from gdeeper.runner.display import print_run_summary
 
 app = typer.Typer(
     name="gdeeper",
@@ -33,27 +36,6 @@ app = typer.Typer(
 )
 
 app.add_typer(data_app, name="data")
-_ARGV: list[str] | None = None
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"gdeeper: error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _command(ctx: typer.Context) -> list[str]:
-    if _ARGV is not None:
-        return list(_ARGV)
-    parts = ctx.command_path.split()
-    for key, value in ctx.params.items():
-        if value not in (None, False, [], ()):
-            parts.append(f"--{key.replace('_', '-')}={value}")
-    return parts
-
-
-def _check_backend(backend: str | None) -> None:
-    if backend is not None and backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
 
 
 def _overrides(
@@ -124,7 +106,11 @@ def train(
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/."""
     from gdeeper.runner import resume as resumes
     from gdeeper.runner import train as runner
+    from gdeeper.runner.lock import Terminated, handle_sigterm, lock_run_dir
+    from gdeeper.runner.rundir import is_run_dir
 
+    handle_sigterm()  # a scheduler's SIGTERM ends the session as Ctrl-C does (exit 143)
+    created = False
     try:
         _check_backend(backend)
         if resume is not None:
@@ -136,6 +122,8 @@ def train(
                 )
             if run_dir is not None:
                 raise ConfigError("--resume and --run-dir cannot be combined")
+            if is_run_dir(resume):
+                lock_run_dir(resume)  # first: one session per run directory, held to the end
             point = resumes.load_resume_point(resume, steps, epochs)
             resolved = point.config
             if experiment is not None and experiment != resolved.experiment:
@@ -169,8 +157,18 @@ def train(
                 target = fresh_run_path(out / resolved.experiment, label)
         runner.prepare_backend(resolved.backend)
         runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
+        if resume is None and run_dir is None:  # created atomically: a same-second twin gets -2
+            from gdeeper.runner.rundir import create_run_dir
+
+            target, created = create_run_dir(out / resolved.experiment, label), True
+        elif resume is None:
+            runner.make_run_dir(target)  # a file in the way, no permission: one line
+            created = True
     except ConfigError as error:
         raise _fail(str(error)) from None
+    except KeyboardInterrupt as stop:
+        code = 143 if isinstance(stop, Terminated) else 130
+        raise _fail("interrupted before training started; nothing was written", code) from None
 
     console = Console(stderr=True)
     if not quiet:
@@ -184,163 +182,25 @@ def train(
             command=_command(ctx),
             console=console,
             progress=not quiet,
+            created=created,
         )
     except ConfigError as error:
         raise _fail(str(error)) from None
+    except KeyboardInterrupt as stop:  # between the sessions' own handlers (rare)
+        code = 143 if isinstance(stop, Terminated) else 130
+        raise _fail(f"interrupted; continue with --resume {target}", code) from None
     if json_output:
         typer.echo(json.dumps(clean_json(summary)))
     elif not quiet:
         print_run_summary(summary)
     if summary["status"] != "completed":
         message = summary.get("message") or summary["status"]
-        typer.echo(f"gdeeper: {message} (files kept in {target})", err=True)
+        kept = f" (files kept in {target})" if Path(target).is_dir() else ""
+        typer.echo(f"gdeeper: {message}{kept}", err=True)
     raise typer.Exit(summary["exit_code"])
 
 
-# -------------------------------------------------------------------------------------- sweep
-@app.command()
-def sweep(
-    ctx: typer.Context,
-    spec: Annotated[Path | None, typer.Argument(help="sweep spec (YAML)")] = None,
-    seeds: Annotated[
-        str | None, typer.Option(help="seeds per point: a count (3) or a list (0,4,7)")
-    ] = None,
-    workers: Annotated[int | None, typer.Option(help="parallel runs (default: CPU cores)")] = None,
-    steps: Annotated[int | None, typer.Option(help="training steps of every run")] = None,
-    backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
-    sets: Annotated[
-        list[str] | None, typer.Option("--set", help="override for every run: KEY=VALUE")
-    ] = None,
-    out: Annotated[Path, typer.Option(help="output root")] = Path("outputs"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the runs; start none")] = False,
-    resume: Annotated[
-        Path | None, typer.Option(help="continue this sweep directory, skipping finished runs")
-    ] = None,
-    executor: Annotated[
-        str, typer.Option(help="how runs are executed: local (worker processes) or ray")
-    ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(
-            help="ray: the cluster to join (auto, HOST:PORT or ray://HOST:PORT); "
-            "default: RAY_ADDRESS, else a new local Ray instance"
-        ),
-    ] = None,
-    cpus_per_run: Annotated[
-        float | None, typer.Option(help="ray: CPUs each run reserves (default 1)")
-    ] = None,
-    gpus_per_run: Annotated[
-        float | None, typer.Option(help="ray: GPUs each run reserves (default 0)")
-    ] = None,
-    max_retries: Annotated[
-        int | None,
-        typer.Option(help="ray: retries of a run whose worker or node died (default 2)"),
-    ] = None,
-    reference: Annotated[
-        bool, typer.Option("--reference", help="plots include the original's curves")
-    ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-) -> None:
-    """Run a grid of configs (cartesian product x seeds) on local worker processes or on Ray.
-
-    With `--executor ray` every run is a Ray task (`--address` joins a cluster; see docs/ray.md);
-    `--workers` then caps the runs in flight (default: as many as the cluster holds).
-    """
-    from gdeeper.config import parse_assignment
-    from gdeeper.runner import sweep_spec
-    from gdeeper.runner.executors import ray_driver
-    from gdeeper.runner.processes import default_workers
-    from gdeeper.runner.sweep import run_sweep
-
-    ray_options = None
-    try:
-        _check_backend(backend)
-        if workers is not None and workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {workers}")
-        ray_only = {
-            "--address": address,
-            "--cpus-per-run": cpus_per_run,
-            "--gpus-per-run": gpus_per_run,
-            "--max-retries": max_retries,
-        }
-        if executor == "ray":
-            ray_options = ray_driver.RayOptions(
-                address=address,
-                cpus_per_run=1.0 if cpus_per_run is None else cpus_per_run,
-                gpus_per_run=0.0 if gpus_per_run is None else gpus_per_run,
-                max_retries=2 if max_retries is None else max_retries,
-            )
-            if not dry_run:
-                ray_driver.import_ray()
-        elif any(value is not None for value in ray_only.values()):
-            given = [name for name, value in ray_only.items() if value is not None]
-            raise ConfigError(f"{', '.join(given)}: for --executor ray only")
-        overrides = [parse_assignment(item) for item in sets or []]
-        if steps is not None:
-            overrides.append(("training.steps", steps))
-        if backend is not None:
-            overrides.append(("backend", backend))
-        if resume is not None and (spec is not None or seeds is not None or overrides):
-            raise ConfigError(
-                "--resume continues a sweep with its own spec: drop SPEC, --seeds, --set, "
-                "--steps and --backend"
-            )
-        if resume is None and spec is None:
-            raise ConfigError("give a sweep spec (e.g. configs/xor_sweep.yaml) or --resume DIR")
-        plan = sweep_spec.plan_sweep(
-            spec,
-            resume_dir=resume,
-            seeds=sweep_spec.parse_seeds(seeds) if seeds is not None else None,
-            overrides=overrides,
-            workers=workers,
-            executor=executor,
-        )
-    except ConfigError as error:
-        raise _fail(str(error)) from None
-
-    console = Console(stderr=True)
-    if dry_run:
-        print_sweep_plan(plan)
-        raise typer.Exit(0)
-    where = resume if resume is not None else out / "sweeps" / plan.spec.name
-    how = f"{plan.spec.workers or default_workers()} workers"
-    executor_options = None
-    if ray_options is not None:
-        ray_options.max_concurrent = plan.spec.workers
-        try:
-            ray_driver.connect(ray_options)  # before the sweep directory is written
-        except ConfigError as error:
-            raise _fail(str(error)) from None
-        executor_options = {"options": ray_options, "console": console}
-        how = ray_options.describe()
-        if plan.spec.workers:
-            how += f", at most {plan.spec.workers} at once"
-    console.print(
-        f"gdeeper: sweep {plan.spec.name}: {len(plan.runs)} runs, {how} -> {where}",
-        highlight=False,
-    )
-    result = run_sweep(
-        plan,
-        out,
-        executor_options=executor_options,
-        command=_command(ctx),
-        console=console,
-        reference_plots=reference,
-    )
-    if json_output:
-        typer.echo(json.dumps(clean_json(result)))
-    else:
-        summary_md = Path(result["sweep_dir"]) / "summary.md"
-        if summary_md.exists():
-            Console().print(summary_md.read_text(), highlight=False, markup=False, soft_wrap=True)
-        Console().print(
-            f"sweep directory: {result['sweep_dir']} ({result['wall_seconds']:.0f} s)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if result["status"] == "interrupted":
-        raise typer.Exit(130)
-    raise typer.Exit(1 if result["failed"] else 0)
+app.command()(sweep)  # cli/sweep.py
 
 
 # --------------------------------------------------------------------------------------- plot
@@ -382,10 +242,25 @@ def experiments() -> None:
 
 
 def main() -> None:
-    global _ARGV
-    _ARGV = ["gdeeper", *sys.argv[1:]]
+    """The `gdeeper` command. A usage error (`--steps abc`, an unknown option) is one line on
+    stderr and exit code 2, like every other error, not Click's usage box."""
+    common._ARGV = ["gdeeper", *sys.argv[1:]]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app(prog_name="gdeeper")
+    try:
+        code = app(prog_name="gdeeper", standalone_mode=False)
+    except typer.Abort:  # Ctrl-C outside a training session
+        typer.echo("gdeeper: error: interrupted", err=True)
+        code = 130
+    except Exception as error:  # Click's (typer's own copy's) usage errors: one line
+        if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
+            raise
+        message = " ".join(str(error.format_message()).split())
+        ctx = getattr(error, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        if message:  # none after the help that a bare `gdeeper` prints
+            typer.echo(f"gdeeper: error: {message}{hint}", err=True)
+        code = error.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

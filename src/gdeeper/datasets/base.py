@@ -76,15 +76,20 @@ def to_images(x: np.ndarray, where: str, scale: float | None = None) -> np.ndarr
         x = x[..., None]
     if x.ndim != 4 or x.shape[-1] != 1:
         raise DataError(f"{where}: expected images (N, H, W) or (N, H, W, 1), got {x.shape}")
+    if scale is not None and not (np.isfinite(scale) and scale > 0):
+        raise DataError(f"{where}: the pixel scale must be a number > 0, got {scale}")
     if x.dtype.kind in "ui":
-        x = x.astype(np.float32) / np.float32(scale or 255.0)
+        x = x.astype(np.float32) / np.float32(255.0 if scale is None else scale)
     elif x.dtype.kind == "f":
         x = x.astype(np.float32)
-        if scale:
+        if scale is not None:
             x = x / np.float32(scale)
     else:
         raise DataError(f"{where}: expected numeric images, got dtype={x.dtype}")
-    if x.size and (not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0):
+    bad = int(x.size - np.isfinite(x).sum()) if x.size else 0
+    if bad:
+        raise DataError(f"{where}: {bad} pixel values are NaN or infinite")
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
         raise DataError(
             f"{where}: pixel values must lie in [0, 1] after scaling, got "
             f"[{float(np.nanmin(x))}, {float(np.nanmax(x))}]"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,21 @@ _NPZ_SCALES = (255.0, 16.0)
 
 def load_npz(name: str, path: Path) -> ImageData:
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        if Path(path).is_file() and Path(path).stat().st_size == 0:
+            raise DataError(f"{path}: cannot read as .npz (the file is empty)")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise DataError(f"{path}: cannot read as .npz (a .npy array, not an archive)")
+        with archive:
             arrays = {key: archive[key] for key in archive.files}
     except FileNotFoundError as error:
         raise DatasetNotFoundError(f"{name}: no such file {path}") from error
-    except (OSError, ValueError) as error:  # not a zip / not an npz
-        raise DataError(f"{path}: cannot read as .npz ({error})") from error
+    except DataError:
+        raise
+    # not a zip / not an npz / a truncated or damaged archive (zipfile.BadZipFile, zlib.error)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        reason = " ".join(str(error).split())[:120] or type(error).__name__
+        raise DataError(f"{path}: cannot read as .npz ({reason})") from error
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise DataError(
@@ -30,7 +41,18 @@ def load_npz(name: str, path: Path) -> ImageData:
     stored = str(arrays["name"]) if "name" in arrays else None
     if stored is not None and stored != name:  # e.g. a fashion-mnist.npz passed for mnist
         raise DataError(f"{path}: holds dataset {stored!r}, but {name!r} was asked for")
-    scale = float(arrays["scale"]) if "scale" in arrays else None
+    scale = None
+    if "scale" in arrays:
+        value = arrays["scale"]
+        if value.shape != () or value.dtype.kind not in "uif" or not float(value) > 0:
+            raise DataError(
+                f"{path}: 'scale' must be one number > 0 (x = stored / scale), got "
+                f"{value.dtype} of shape {value.shape}"
+                + (f" = {float(value)}" if value.shape == () and value.dtype.kind in "uif" else "")
+            )
+        scale = float(value)
+        if not np.isfinite(scale):
+            raise DataError(f"{path}: 'scale' must be finite, got {scale}")
     return image_data(
         name,
         str(path),

@@ -113,14 +113,37 @@ def load_data(config: ImageConfig):
         raise ConfigError(message) from None
 
 
+MIN_SIDE = 4  # two 2x2 max-poolings must leave at least 1x1
+
+
 def prepare(config: ImageConfig) -> None:
-    """Called before the run directory is created: a missing dataset writes nothing."""
-    load_data(config)
+    """Called before the run directory is created: a missing dataset, or one the network cannot
+    train on (no images, images too small, test images of another size), writes nothing."""
+    data = load_data(config)
+    where = data.source
+    if len(data.x_train) == 0:
+        raise ConfigError(f"{where}: no training images (x_train holds 0)")
+    if len(data.x_test) == 0:
+        raise ConfigError(f"{where}: no test images (x_test holds 0)")
+    height, width = data.x_train.shape[1:3]
+    if min(height, width) < MIN_SIDE:
+        raise ConfigError(
+            f"{where}: images of {height}x{width} are too small for the network's two 2x2 "
+            f"poolings (at least {MIN_SIDE}x{MIN_SIDE})"
+        )
+    if data.x_test.shape[1:] != data.x_train.shape[1:]:
+        train_hw, test_hw = (
+            "x".join(map(str, (height, width))),
+            "x".join(map(str, data.x_test.shape[1:3])),
+        )
+        raise ConfigError(f"{where}: test images are {test_hw} but training images {train_hw}")
 
 
 def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start_epoch: int):
     """Infinite generator of (x, y) batches, a fresh permutation per epoch from `start_epoch`."""
     n = len(x)
+    if n == 0:
+        raise ValueError("no training images")
     epoch = start_epoch
     while True:
         order = np.random.default_rng([seed, 0, epoch]).permutation(n)

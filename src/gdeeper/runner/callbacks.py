@@ -45,7 +45,9 @@ class RunRecorder(keras.callbacks.Callback):
         self.diverged: str | None = None
         self.last_row: dict | None = None
         self.rows = 0
-        self.layers: list = []
+        # Set here too: a resumed run with nothing left to fit never calls on_train_begin.
+        self.layers: list = meta_layers(plan.model)
+        self.started = time.perf_counter()
         self.epoch_ends: list[tuple[float, int]] = []  # (time, step) after each validation
         self.epoch_times: list[tuple[float, float]] = []  # (epoch incl. validation, training)
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
+import sys
+import tempfile
+from collections.abc import Callable
+
+PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
@@ -62,3 +69,55 @@ def live_trainer(manifest: dict) -> int | None:
     if pid == os.getpid():
         return None
     return pid if process_alive(pid) else None
+
+
+# Lines TensorFlow's C++ logging writes while it loads, before absl is initialised: INFO and
+# WARNING records (`I0000 00:00:...`, `W0000 ...`) and absl's note about them.
+_LOAD_NOISE = re.compile(r"^([IW]\d{4} [\d:]+\.\d+ +\d+ |WARNING: All log messages before absl)")
+
+
+def import_keras_quietly():
+    """`import keras`, without the INFO/WARNING lines the backend prints to stderr as it loads
+    (they would precede every one-line error); its other lines (errors) are passed on."""
+    if "keras" in sys.modules:
+        import keras
+
+        return keras
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect
+        import keras
+
+        return keras
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            kept = [line for line in text.splitlines() if not _LOAD_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+    return keras
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child get SIGKILL when its parent dies (a sweep driver or
+    a Ray worker): no trainer lives on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec

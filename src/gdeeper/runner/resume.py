@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gdeeper.config import ConfigError, RunConfig
+from gdeeper.config import ConfigError, RunConfig, config_checksum, read_yaml
 from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
@@ -43,12 +43,14 @@ def load_resume_point(
             f"cannot resume: {run_dir} is not a run directory (no {rd.CONFIG_FILE} and "
             f"{rd.MANIFEST_FILE})"
         )
+    path = run_dir / rd.MANIFEST_FILE
     try:
-        manifest = read_json(run_dir / rd.MANIFEST_FILE)
+        manifest = read_json(path)
     except (OSError, ValueError) as error:
-        path = run_dir / rd.MANIFEST_FILE
-        raise ConfigError(f"cannot resume: unreadable {path}: {error}") from None
-    config = resolve_config(None, run_dir / rd.CONFIG_FILE)
+        raise ConfigError(f"cannot resume: unreadable {path}: {short(error)}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sessions", []), list):
+        raise ConfigError(f"cannot resume: {path} is not a run manifest")
+    config = _run_config(run_dir, manifest)
     targets = [(k, v) for k, v in (("steps", steps), ("epochs", epochs)) if v is not None]
     for key, _ in targets:
         if key not in type(config.training).model_fields:
@@ -72,9 +74,75 @@ def load_resume_point(
             state = read_json(state_path)
         except (OSError, ValueError) as error:
             raise ConfigError(
-                f"cannot resume: unreadable checkpoint {state_path}: {error}"
+                f"cannot resume: unreadable checkpoint {state_path}: {short(error)}"
             ) from None
-        if not (run_dir / rd.CHECKPOINT_DIR / str(state.get("model", ""))).is_file():
+        problem = _state_problem(state)
+        if problem:
+            raise ConfigError(f"cannot resume: damaged checkpoint {state_path}: {problem}")
+        if not (run_dir / rd.CHECKPOINT_DIR / state["model"]).is_file():
             raise ConfigError(f"cannot resume: the checkpoint named in {state_path} is missing")
-    finished = state is not None and int(state["epoch"]) >= config.training.validations
+    problem = rd.metrics_problem(run_dir / rd.METRICS_FILE, state["step"] if state else 0)
+    if problem:
+        raise ConfigError(f"cannot resume: damaged {run_dir / rd.METRICS_FILE}: {problem}")
+    finished = state is not None and state["epoch"] >= config.training.validations
     return ResumePoint(config=config, state=state, finished=finished)
+
+
+def short(error: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _run_config(run_dir: Path, manifest: dict) -> RunConfig:
+    """The run's config.yaml, refused when it is not the file the run wrote (its checksum is in
+    the manifest) or lacks a setting (a truncated file must not resume with defaults)."""
+    path = run_dir / rd.CONFIG_FILE
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot resume: unreadable {path}: {short(error)}") from None
+    sessions = [s for s in manifest.get("sessions", []) if isinstance(s, dict)]
+    known = {manifest.get("config_sha256")} | {s.get("config_sha256") for s in sessions}
+    known.discard(None)
+    if known and config_checksum(text) not in known:
+        raise ConfigError(
+            f"cannot resume: {path} was changed after the run wrote it (its checksum is not "
+            f"the one in {rd.MANIFEST_FILE}); restore it, or start a new run"
+        )
+    config = resolve_config(None, path)
+    raw = read_yaml(path)
+    missing = _missing_keys(config.model_dump(mode="json"), raw)
+    if missing:
+        raise ConfigError(
+            f"cannot resume: {path} is incomplete (no {', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}); a run resumes only with its full config"
+        )
+    return config
+
+
+def _missing_keys(full: dict, raw: dict, prefix: str = "") -> list[str]:
+    missing = []
+    for key, value in full.items():
+        if key not in raw:
+            missing.append(prefix + key)
+        elif isinstance(value, dict) and isinstance(raw[key], dict):
+            missing += _missing_keys(value, raw[key], f"{prefix}{key}.")
+    return missing
+
+
+def _state_problem(state) -> str | None:
+    if not isinstance(state, dict):
+        return f"expected a JSON object, got {type(state).__name__}"
+    for key in ("epoch", "step"):
+        value = state.get(key)
+        if key not in state:
+            return f"no {key!r}"
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key!r} must be a whole number >= 0, got {short(repr(value), 40)}"
+    if not isinstance(state.get("model"), str) or "/" in state["model"] or not state["model"]:
+        return "'model' must name a file in checkpoint/"
+    for key in ("seconds", "growth_events", "retraces"):
+        value = state.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{key!r} must be a number, got {short(repr(value), 40)}"
+    return None

@@ -94,6 +94,20 @@ def new_run_dir(parent: Path, label: str) -> Path:
     raise RuntimeError(f"cannot create a new run directory under {parent}")
 
 
+def create_run_dir(parent: Path, label: str) -> Path:
+    """`new_run_dir`, with a one-line ConfigError when `parent` cannot hold it (a file in the
+    way, no permission)."""
+    from gdeeper.config import ConfigError
+
+    try:
+        return new_run_dir(Path(parent), label)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"cannot create a run directory under {parent}: not a folder") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"cannot create a run directory under {parent}: {reason}") from None
+
+
 def is_run_dir(path: Path) -> bool:
     path = Path(path)
     return (path / CONFIG_FILE).is_file() and (path / MANIFEST_FILE).is_file()
@@ -152,13 +166,58 @@ def read_metrics_rows(path: Path) -> tuple[list[str], list[dict]]:
         return list(reader.fieldnames or []), rows
 
 
+def _step_of(row: dict) -> int | None:
+    try:
+        step = float(row.get("step") or "")
+    except (TypeError, ValueError):
+        return None
+    return int(step) if step.is_integer() and step >= 0 else None
+
+
+def metrics_problem(path: Path, last_step: int) -> str | None:
+    """What is wrong with metrics.csv for a resume from `last_step`, or None.
+
+    Its header must start with the base columns and every row up to the checkpoint's step must
+    have a whole step, in increasing order; only the last line may be cut short (a kill while
+    it was written), and rows past the checkpoint are dropped on resume anyway."""
+    path = Path(path)
+    try:
+        columns, rows = read_metrics_rows(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return f"unreadable ({' '.join(str(error).split())[:120]})"
+    if not path.exists():
+        return None
+    if not columns:
+        return None if not path.read_bytes().strip() else "no header"
+    if list(columns[: len(BASE_COLUMNS)]) != list(BASE_COLUMNS):
+        return f"the header does not start with {','.join(BASE_COLUMNS)}"
+    previous = 0
+    for number, row in enumerate(rows, start=2):
+        step, text = _step_of(row), str(row.get("step") or "")
+        torn = None in row.values() and re.fullmatch(r"[0-9]*", text) is not None
+        if torn and number == len(rows) + 1:
+            return None  # a last line cut short by a kill: dropped on resume
+        if step is None:
+            return f"line {number}: step {text[:20]!r} is not a whole number"
+        if None in row or None in row.values():
+            fields = len([v for k, v in row.items() if k is not None and v is not None])
+            fields += len(row.get(None) or [])
+            return f"line {number}: {fields} fields, expected {len(columns)}"
+        if step <= previous:
+            return f"line {number}: step {step} does not follow step {previous}"
+        previous = step
+    return None
+
+
 def truncate_metrics(path: Path, last_step: int) -> int:
     """Keep the rows with `step <= last_step` (atomically); returns how many remain."""
     path = Path(path)
     columns, rows = read_metrics_rows(path)
     if not columns:
         return 0
-    kept = [row for row in rows if row.get("step") and int(float(row["step"])) <= last_step]
+    kept = [
+        row for row in rows if None not in row.values() and 0 < (_step_of(row) or 0) <= last_step
+    ]
     if len(kept) != len(rows):
         text = io.StringIO(newline="")
         writer = csv.DictWriter(text, fieldnames=columns)

@@ -25,6 +25,7 @@ class Outcome:
     growth_log: list = dataclasses.field(default_factory=list)
     initial_epoch: int = 0
     fit_seconds: float = 0.0
+    exit_code: int | None = None  # None: EXIT_CODES[status]; 143 after SIGTERM
 
 
 def _as_float(value) -> float | None:
@@ -107,7 +108,7 @@ def summarize_run(config, run_dir: Path, outcome: Outcome) -> dict:
         "experiment": config.experiment,
         "run_dir": str(run_dir),
         "status": outcome.status,
-        "exit_code": EXIT_CODES[outcome.status],
+        "exit_code": outcome.exit_code or EXIT_CODES[outcome.status],
         "message": outcome.message or None,
         "seed": config.seed,
         "backend": config.backend,

@@ -7,20 +7,35 @@ appends the metrics row and writes the checkpoint (atomically) after every valid
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import os
+import shutil
+import signal
 import socket
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from gdeeper.config import BACKENDS, ConfigError, RunConfig, save_config
+from gdeeper.config import BACKENDS, ConfigError, RunConfig, config_checksum, dump_yaml, save_config
 from gdeeper.experiments import get_experiment
-from gdeeper.files import read_json, write_json_atomic
+from gdeeper.files import clean_json, read_json, write_json_atomic
 from gdeeper.runner import rundir as rd
+from gdeeper.runner.lock import (
+    LOCK_FILE,
+    Terminated,
+    handle_sigterm,
+    holds_lock,
+    lock_run_dir,
+    release_run_dir,
+    restore_sigterm,
+)
 from gdeeper.runner.plot import plot_path
+from gdeeper.runner.processes import import_keras_quietly
 from gdeeper.runner.resume import load_resume_point, target_epochs, target_steps
-from gdeeper.runner.summary import EXIT_CODES, Outcome, summarize_run
+from gdeeper.runner.summary import Outcome, summarize_run
 
 
 def prepare_backend(requested: str | None) -> str | None:
@@ -59,62 +74,138 @@ def train(
     command: list[str] | None = None,
     console=None,
     progress: bool = True,
+    created: bool = False,
 ) -> dict:
     """Train `config` into `run_dir` (created; must not exist) or resume the run there.
 
     Returns the summary (also written to summary.json); `summary["status"]` is one of
     completed, diverged, failed, interrupted, and `summary["exit_code"]` the CLI's exit code.
-    Raises ConfigError, before anything is written, when the run cannot start.
+    Raises ConfigError, before anything is written, when the run cannot start. `created`: the
+    caller made the (empty) run directory. The run directory is locked for the whole session
+    (`runner.lock`), and SIGTERM stops it as Ctrl-C does, with exit code 143.
     """
     run_dir = Path(run_dir)
+    locked_before = holds_lock(run_dir)  # the CLI locks a run it resumes before reading it
+    previous_handler = handle_sigterm()  # put back on return: a library call leaves no trace
+    try:
+        return _session(config, run_dir, resume, command, console, progress, created)
+    finally:
+        restore_sigterm(previous_handler)
+        if not locked_before:
+            release_run_dir(run_dir)
+
+
+def _session(config, run_dir: Path, resume, command, console, progress, created) -> dict:
     state = None
+    previous = None
     if resume:
+        if rd.is_run_dir(run_dir):
+            lock_run_dir(run_dir)  # before anything is read: one session per run directory
         point = load_resume_point(run_dir, target_steps(config), target_epochs(config))
         config, state = point.config, point.state
         summary_path = run_dir / rd.SUMMARY_FILE
         if point.finished and summary_path.exists():
-            previous = read_json(summary_path)
-            if previous.get("status") == "completed" and previous.get("steps") == state["step"]:
+            try:
+                previous = read_json(summary_path)
+            except (OSError, ValueError):
+                previous = None  # damaged: the session writes a new one
+            if not isinstance(previous, dict):
+                previous = None
+            elif previous.get("status") == "completed" and previous.get("steps") == state["step"]:
                 return previous
     prepare_backend(config.backend)
     prepare_experiment(config)  # e.g. the dataset: a run that cannot start writes nothing
     if not resume:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            raise ConfigError(
-                f"run directory {run_dir} already exists (use --resume to continue it)"
-            ) from None
+        if not created:
+            make_run_dir(run_dir)
+        lock_run_dir(run_dir)
 
-    import keras
+    try:
+        keras = import_keras_quietly()  # without the backend's INFO lines on stderr
+        import gdeeper
 
-    import gdeeper
-
-    gdeeper.load_keras_objects()
-    config = config.model_copy(update={"backend": keras.backend.backend()})
-    started = time.perf_counter()
-    manifest = _start_manifest(run_dir, config, command, resume)
-    save_config(config, run_dir / rd.CONFIG_FILE)
+        gdeeper.load_keras_objects()
+        config = config.model_copy(update={"backend": keras.backend.backend()})
+        started = time.perf_counter()
+        manifest = _start_manifest(run_dir, config, command, resume)
+        save_config(config, run_dir / rd.CONFIG_FILE)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM while Keras loads: nothing to keep
+        return _stopped_early(run_dir, resume, stop)
     outcome = _fit(config, run_dir, state, resume, manifest["sessions"][-1], console, progress)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the files below are written whole
 
     summary = summarize_run(config, run_dir, outcome)
     summary["wall_seconds"] = round(time.perf_counter() - started, 3)
-    write_json_atomic(run_dir / rd.SUMMARY_FILE, summary)
+    warnings: list[str] = []
+    if outcome.status == "failed" and previous and previous.get("status") == "completed":
+        warnings.append(
+            "summary.json of the completed run kept; this session's failure is in manifest.json"
+        )  # a failed resume does not unfinish a finished run
+    else:
+        _write_json_best_effort(run_dir / rd.SUMMARY_FILE, summary, warnings)
     manifest["sessions"][-1].update(
         end=rd.now_iso(),
         wall_seconds=summary["wall_seconds"],
         exit_status=outcome.status,
-        exit_code=EXIT_CODES[outcome.status],
+        exit_code=summary["exit_code"],
         end_step=summary.get("steps"),
         message=outcome.message or None,
     )
-    _finish_manifest(run_dir, manifest)
+    _finish_manifest(run_dir, manifest, warnings)
     if outcome.status in ("completed", "diverged", "interrupted") and summary.get("steps"):
         try:
             plot_path(run_dir)
         except Exception as error:  # plots are a convenience; the run's data is what counts
-            summary.setdefault("warnings", []).append(f"plotting failed: {error}")
+            warnings.append(f"plotting failed: {error}")
+    if warnings:
+        summary["warnings"] = warnings
     return summary
+
+
+def make_run_dir(run_dir: Path) -> None:
+    """Create the new run directory (its parents too); one-line ConfigError if it exists or
+    cannot be created (a file on the way, no permission)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        if run_dir.is_dir():
+            raise ConfigError(
+                f"run directory {run_dir} already exists (use --resume to continue it)"
+            ) from None
+        raise ConfigError(f"cannot create run directory {run_dir}: a file is in the way") from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"cannot create run directory {run_dir}: {reason}") from None
+
+
+def _stopped_early(run_dir: Path, resume: bool, stop: BaseException) -> dict:
+    """The summary (not written) of a session stopped before training: a new run directory
+    that holds nothing yet is removed."""
+    code = 143 if isinstance(stop, Terminated) else 130
+    how = "terminated (SIGTERM)" if code == 143 else "interrupted"
+    if resume:
+        message = f"{how} before the session started; continue with --resume {run_dir}"
+    else:
+        if {p.name for p in run_dir.iterdir()} <= {LOCK_FILE}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        message = f"{how} before training started; nothing was trained"
+    return {"run_dir": str(run_dir), "status": "interrupted", "exit_code": code, "message": message}
+
+
+def _write_json_best_effort(path: Path, data: dict, warnings: list) -> bool:
+    """Write `path` atomically, else in place (a folder made read-only still lets an existing
+    file be rewritten); a failure becomes a warning, never a traceback."""
+    try:
+        write_json_atomic(path, data)
+        return True
+    except OSError as error:
+        first = error
+    try:
+        path.write_text(json.dumps(clean_json(data), indent=2, default=str) + "\n")
+        return True
+    except OSError:
+        warnings.append(f"cannot write {path.name}: {first.strerror or first}")
+        return False
 
 
 def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Outcome:
@@ -173,9 +264,12 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
         else:
             outcome.status = "completed"
             plan.model.save(run_dir / rd.MODEL_FILE)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`, exit code 143)
         outcome.status = "interrupted"
-        outcome.message = "interrupted; continue with --resume " + str(run_dir)
+        how = "interrupted"
+        if isinstance(stop, Terminated):
+            outcome.exit_code, how = 143, "terminated (SIGTERM)"
+        outcome.message = f"{how}; continue with --resume {run_dir}"
     except FloatingPointError as error:  # w became NaN: raised by the depth control
         where = ""
         if outcome.recorder is not None:
@@ -183,8 +277,14 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
             where = f" in steps {begin + 1}-{begin + spe}"
         outcome.status, outcome.message = "diverged", f"training diverged{where}: {error}"
     except Exception as error:  # recorded in the run, reported by the CLI as one line
-        outcome.status, outcome.message = "failed", f"{type(error).__name__}: {error}"
-        (run_dir / rd.ERROR_FILE).write_text(traceback.format_exc())
+        text = " ".join(f"{type(error).__name__}: {error}".split())  # one line on the CLI
+        outcome.status = "failed"
+        outcome.message = text if len(text) <= 300 else text[:297] + "..."
+        runaway = runaway_w(error, outcome.plan)
+        if runaway is not None:  # not a depth limit to raise: the training blew up
+            outcome.status, outcome.message = "diverged", runaway
+        with contextlib.suppress(OSError):  # a read-only run directory: the CLI still tells
+            (run_dir / rd.ERROR_FILE).write_text(traceback.format_exc())
     finally:
         if metrics is not None:
             metrics.close()
@@ -193,6 +293,23 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
         if depth_cb is not None:
             outcome.growth_log = depth_cb.growth_log
     return outcome
+
+
+def runaway_w(error: BaseException, plan) -> str | None:
+    """The divergence behind a `DepthLimitError`, when `w` jumped to more than twice its layer's
+    `max_depth` (or to NaN) rather than crept past it: "raise max_depth" would be wrong advice."""
+    if type(error).__name__ != "DepthLimitError" or plan is None:
+        return None
+    import gdeeper
+
+    for layer in gdeeper.meta_layers(plan.model):
+        w = layer.read_w()
+        if not math.isfinite(w) or w > 2 * layer.max_depth:
+            return (
+                f"training diverged: w of {layer.name} jumped to {w:.4g} "
+                f"(max_depth {layer.max_depth}): {error}"
+            )[:300]
+    return None
 
 
 def _load_checkpoint(path: Path):
@@ -241,15 +358,17 @@ def _start_manifest(run_dir: Path, config, command, resume) -> dict:
         }
     )
     manifest["exit_status"] = "running"
+    checksum = config_checksum(dump_yaml(config))  # of config.yaml, written next
+    manifest["config_sha256"] = manifest["sessions"][-1]["config_sha256"] = checksum
     write_json_atomic(path, manifest)
     return manifest
 
 
-def _finish_manifest(run_dir: Path, manifest: dict) -> None:
+def _finish_manifest(run_dir: Path, manifest: dict, warnings: list) -> None:
     sessions = manifest["sessions"]
     last = sessions[-1]
     manifest["end"] = last["end"]
     manifest["exit_status"] = last["exit_status"]
     manifest["exit_code"] = last["exit_code"]
     manifest["wall_seconds"] = round(sum(s.get("wall_seconds") or 0 for s in sessions), 3)
-    write_json_atomic(run_dir / rd.MANIFEST_FILE, manifest)
+    _write_json_best_effort(run_dir / rd.MANIFEST_FILE, manifest, warnings)

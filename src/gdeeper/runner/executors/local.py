@@ -18,7 +18,7 @@ from pathlib import Path
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.display import SweepDisplay
-from gdeeper.runner.processes import default_workers
+from gdeeper.runner.processes import default_workers, die_with_parent
 from gdeeper.runner.results import RunResult, failed_result
 from gdeeper.runner.sweep_spec import RunSpec
 
@@ -105,7 +105,10 @@ def run_local(
     display = SweepDisplay(len(specs), label="local")
     display.update(running=min(workers, len(specs)), queued=max(0, len(specs) - workers))
     with futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = {pool.submit(execute_run, spec): spec for spec in specs}
+        # Trainers die with this process (also after kill -9): no orphans keep training.
+        pending = {
+            pool.submit(execute_run, spec, preexec_fn=die_with_parent()): spec for spec in specs
+        }
         try:
             for future in futures.as_completed(pending):
                 spec = pending[future]

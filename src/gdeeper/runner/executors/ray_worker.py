@@ -13,13 +13,10 @@ import dataclasses
 import io
 import os
 import shutil
-import signal
 import socket
-import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +25,12 @@ from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.executors.local import execute_run
+from gdeeper.runner.processes import die_with_parent as _die_with_parent
 from gdeeper.runner.processes import live_trainer, process_alive
 from gdeeper.runner.resume import load_resume_point
 from gdeeper.runner.sweep_spec import RunSpec
 
 OWNER_WAIT_S = 30.0  # how long a retry waits for a lost attempt's trainer to be gone
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child get SIGKILL when its parent (the worker) dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def _trainer_alive(run_dir: Path) -> int | None:

@@ -1,0 +1,478 @@
+"""The corpus's single-invocation cases (bench/reliability.py runs them), by group.
+
+Each function takes the `Case` class and returns a list of cases. A `setup(folder)` writes the
+files a case needs into its fresh folder (configs, data files, run directories).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from gdeeper.config import config_checksum, dump_yaml, save_config
+from gdeeper.experiments import resolve_config
+from gdeeper.runner import rundir as rd
+
+E = r"^gdeeper: error: "
+
+
+def write(name: str, text: str | bytes):
+    def setup(folder: Path) -> None:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+
+    return setup
+
+
+# ---------------------------------------------------------------------------- arguments
+def argument_cases(Case) -> list:
+    xor = ["train", "xor"]
+    bad = [
+        ("steps-text", [*xor, "--steps", "abc"], r"Invalid value for '--steps'"),
+        ("steps-float", [*xor, "--steps", "1.5e3"], r"Invalid value for '--steps'"),
+        ("steps-empty", [*xor, "--steps", ""], r"Invalid value for '--steps'"),
+        ("steps-negative", [*xor, "--steps", "-5"], r"training.steps = -5"),
+        ("steps-zero", [*xor, "--steps", "0"], r"training.steps = 0"),
+        ("steps-not-multiple", [*xor, "--steps", "150"], r"multiple of training.val_every"),
+        ("steps-huge-int", [*xor, "--steps", "9" * 40], r"steps"),
+        ("active-too-many", [*xor, "--active", "9"], r"data.active \(9\) must be <="),
+        ("active-negative", [*xor, "--active", "-1"], r"data.active = -1"),
+        ("active-text", [*xor, "--active", "x"], r"Invalid value for '--active'"),
+        ("seed-negative", [*xor, "--seed", "-1"], r"seed = -1"),
+        ("backend-unknown", [*xor, "--backend", "torch"], r"unknown backend 'torch'"),
+        ("epochs-for-xor", [*xor, "--epochs", "3"], r"--epochs applies to the image"),
+        ("data-for-xor", [*xor, "--data", "x.npz"], r"--data applies to the image"),
+        ("active-for-digits", ["train", "digits", "--active", "3"], r"--active applies to"),
+        ("experiment-unknown", ["train", "spirals"], r"unknown experiment 'spirals'"),
+        ("experiment-none", ["train"], r"no experiment given"),
+        ("resume-with-config", ["train", "--resume", "r", "-c", "x.yaml"], r"only --steps"),
+        ("resume-with-set", ["train", "--resume", "r", "--set", "seed=1"], r"only --steps"),
+        ("resume-and-run-dir", ["train", "--resume", "r", "--run-dir", "q"], r"cannot be comb"),
+        ("resume-missing", ["train", "--resume", "nowhere"], r"nowhere does not exist"),
+        ("set-no-equals", [*xor, "--set", "model.units"], r"--set expects KEY=VALUE"),
+        ("set-empty-key", [*xor, "--set", "=3"], r"--set expects KEY=VALUE"),
+        ("set-bad-key", [*xor, "--set", "model..units=3"], r"invalid config key"),
+        ("set-unknown-key", [*xor, "--set", "model.unitz=3"], r"unknown config key 'model.unitz'"),
+        ("set-value-text", [*xor, "--set", "model.units=abc"], r"model.units = 'abc'"),
+        ("set-dropout-1.5", [*xor, "--set", "model.dropout=1.5"], r"model.dropout = 1.5"),
+        ("set-val-every-0", [*xor, "--set", "training.val_every=0"], r"val_every = 0"),
+        ("set-experiment", [*xor, "--set", "experiment=digits"], r"cannot be changed"),
+        ("set-seed-bool", [*xor, "--set", "seed=true"], r"got a boolean"),
+        ("set-optimizer", [*xor, "--set", "optimizer.name=foo"], r"optimizer.name = 'foo'"),
+        ("set-lr-negative", [*xor, "--set", "optimizer.learning_rate=-1"], r"learning_rate"),
+        ("set-w-init-nan", [*xor, "--set", "model.w_init=.nan"], r"model.w_init"),
+        ("set-spe-7", [*xor, "--set", "training.steps_per_execution=7"], r"must divide"),
+        ("set-section-value", [*xor, "--set", "model=3"], r"model = 3"),
+        (
+            "set-under-value",
+            [*xor, "--set", "model.units=3", "--set", "model.units.x=3"],
+            r"is a value, not a section",
+        ),
+        ("set-long-value", [*xor, "--set", "model.units=" + "x" * 20000], r"\.\.\."),
+        ("option-unknown", ["train", "--bogus"], r"No such option: --bogus"),
+        ("command-unknown", ["bogus"], r"No such command 'bogus'"),
+        ("sweep-no-spec", ["sweep"], r"give a sweep spec"),
+        ("sweep-workers-0", ["sweep", "x.yaml", "--workers", "0"], r"--workers must be >= 1"),
+        ("sweep-workers-text", ["sweep", "--workers", "many"], r"Invalid value for '--workers'"),
+        ("sweep-resume-cwd", ["sweep", "--resume", "."], r"is not a sweep directory"),
+        ("sweep-ray-option", ["sweep", "x.yaml", "--address", "auto"], r"for --executor ray"),
+        ("plot-missing", ["plot", "nowhere"], r"is not a directory"),
+        ("plot-not-a-run", ["plot", "."], r"neither a run nor a sweep"),
+        ("data-fetch-unknown", ["data", "fetch", "cifar"], r"cannot fetch 'cifar'"),
+    ]
+    return [Case(name, args, 2, E + ".*" + pattern) for name, args, pattern in bad]
+
+
+# ------------------------------------------------------------------------------- configs
+def _bomb(levels: int = 9) -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    names = "abcdefghijklmnop"
+    for i in range(1, levels):
+        lines.append(f"{names[i]}: &{names[i]} [{', '.join([f'*{names[i - 1]}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def config_cases(Case) -> list:
+    run = ["train", "xor", "-c", "c.yaml"]
+    cases = [
+        ("missing-file", run, None, r"config file not found"),
+        ("directory", ["train", "xor", "-c", "."], None, r"is a directory"),
+        ("invalid-yaml", run, "model: [unclosed\n", r"cannot parse config file c.yaml"),
+        ("top-level-list", run, "- 1\n- 2\n", r"must hold a mapping, got list"),
+        ("top-level-scalar", run, "42\n", r"must hold a mapping, got int"),
+        ("alias-bomb", run, _bomb(), r"YAML aliases \(\*name\) are not allowed"),
+        ("alias-small", run, "a: &x 3\nseed: *x\n", r"YAML aliases"),
+        ("merge-key", run, "base: &b {units: 3}\nmodel:\n  <<: *b\n", r"YAML aliases"),
+        ("python-tag", run, "seed: !!python/object/apply:os.system ['touch PWNED']\n", r"parse"),
+        ("experiment-mismatch", run, "experiment: digits\n", r"is for experiment 'digits'"),
+        ("experiment-number", run, "experiment: 5\n", r"must be a name"),
+        ("unknown-top-key", run, "sed: 3\n", r"unknown config key 'sed'"),
+        ("unknown-nested-key", run, "model:\n  unitz: 3\n", r"unknown config key 'model.unitz'"),
+        ("section-is-list", run, "model: [1, 2]\n", r"model"),
+        ("nan-value", run, "optimizer:\n  learning_rate: .nan\n", r"learning_rate"),
+        ("inf-value", run, "model:\n  w_init: .inf\n", r"w_init"),
+        ("huge-file", run, "seed: 1\n" + "#" * (2 << 20) + "\n", r"too large"),
+        ("not-utf8", run, b"seed: \xff\xfe\n", r"cannot read config file"),
+        ("deep-nesting", run, "a: " + "[" * 5000 + "]" * 5000 + "\n", r"c.yaml"),
+        ("long-string-value", run, "model:\n  units: " + "y" * 50000 + "\n", r"\.\.\."),
+        ("tab-indent", run, "model:\n\tunits: 3\n", r"cannot parse"),
+    ]
+    result = []
+    for name, args, text, pattern in cases:
+        setup = None if text is None else write("c.yaml", text)
+        check = _no_file("PWNED") if name == "python-tag" else None
+        result.append(Case(name, args, 2, E + ".*" + pattern, setup=setup, check=check))
+    spec = "name: s\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+    result += [
+        Case(
+            "sweep-alias",
+            ["sweep", "s.yaml"],
+            2,
+            E + ".*YAML aliases",
+            setup=write("s.yaml", spec + "x: &x 1\ny: *x\n"),
+        ),
+        Case(
+            "sweep-bad-grid-key",
+            ["sweep", "s.yaml"],
+            2,
+            E + ".*unitz",
+            setup=write("s.yaml", spec.replace("data.active", "model.unitz")),
+        ),
+        Case(
+            "sweep-dry-run",
+            ["sweep", "s.yaml", "--dry-run"],
+            0,
+            "",
+            setup=write("s.yaml", spec),
+            one_line=False,
+            check=_no_file("outputs"),
+        ),
+    ]
+    return result
+
+
+def _no_file(name: str):
+    def check(folder: Path, result) -> str | None:
+        return f"{name} exists" if (folder / name).exists() else None
+
+    return check
+
+
+# ---------------------------------------------------------------------------- data files
+def _npz_bytes(**changes) -> bytes:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "x_train": rng.integers(0, 17, size=(40, 8, 8), dtype=np.uint8),
+        "y_train": np.arange(40, dtype=np.uint8) % 10,
+        "x_test": rng.integers(0, 17, size=(20, 8, 8), dtype=np.uint8),
+        "y_test": np.arange(20, dtype=np.uint8) % 10,
+        "scale": np.float32(16.0),
+    }
+    arrays.update(changes)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if v is not None})
+    return buffer.getvalue()
+
+
+def _pickled_npz() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, x_train=np.array([{"a": 1}], dtype=object))
+    return buffer.getvalue()
+
+
+def data_cases(Case) -> list:
+    u8 = np.uint8
+    good = _npz_bytes()
+    cases = [
+        ("zero-bytes", b"", r"the file is empty"),
+        ("truncated", good[: len(good) // 2], r"cannot read as .npz"),
+        ("text", b"hello", r"cannot read as .npz"),
+        ("npy-array", _npy(), r"a .npy array"),
+        ("pickled-object", _pickled_npz(), r"cannot read as .npz"),
+        ("missing-arrays", _npz_bytes(y_test=None), r"missing arrays y_test"),
+        (
+            "zero-train",
+            _npz_bytes(x_train=np.zeros((0, 8, 8), u8), y_train=np.zeros(0, u8)),
+            r"no training images",
+        ),
+        (
+            "zero-test",
+            _npz_bytes(x_test=np.zeros((0, 8, 8), u8), y_test=np.zeros(0, u8)),
+            r"no test images",
+        ),
+        (
+            "3x3-images",
+            _npz_bytes(x_train=np.zeros((40, 3, 3), u8), x_test=np.zeros((20, 3, 3), u8)),
+            r"3x3 are too small",
+        ),
+        ("test-size", _npz_bytes(x_test=np.zeros((20, 12, 12), u8)), r"test images are 12x12"),
+        ("scale-shape", _npz_bytes(scale=np.ones(3, np.float32)), r"'scale' must be one number"),
+        ("scale-zero", _npz_bytes(scale=np.float32(0)), r"'scale' must be one number > 0"),
+        ("scale-negative", _npz_bytes(scale=np.float32(-2)), r"'scale' must be one number > 0"),
+        ("scale-text", _npz_bytes(scale=np.array("big")), r"'scale' must be one number"),
+        (
+            "nan-pixels",
+            _npz_bytes(x_train=np.full((40, 8, 8), np.nan, np.float32), scale=None),
+            r"2560 pixel values are NaN",
+        ),
+        (
+            "pixels-above-1",
+            _npz_bytes(x_train=np.full((40, 8, 8), 3.0, np.float32), scale=None),
+            r"must lie in \[0, 1\]",
+        ),
+        ("labels-out-of-range", _npz_bytes(y_train=np.full(40, 12, u8)), r"labels must lie in"),
+        ("label-count", _npz_bytes(y_train=np.zeros(39, u8)), r"40 train images but 39"),
+        ("images-1d", _npz_bytes(x_train=np.zeros(40, u8)), r"expected images"),
+        ("images-text", _npz_bytes(x_train=np.full((40, 8, 8), "a")), r"expected numeric images"),
+        ("wrong-dataset", _npz_bytes(name=np.array("mnist")), r"holds dataset 'mnist'"),
+    ]
+    result = [
+        Case(
+            name,
+            ["train", "digits", "--data", "d.npz", "--epochs", "1"],
+            2,
+            E + ".*" + pattern,
+            setup=write("d.npz", data),
+        )
+        for name, data, pattern in cases
+    ]
+    result.append(
+        Case("missing-file", ["train", "digits", "--data", "none.npz"], 2, E + ".*no such file")
+    )
+    result.append(
+        Case(
+            "idx-folder-empty",
+            ["train", "mnist", "--data", "idx", "--epochs", "1"],
+            2,
+            E + ".*idx",
+            setup=lambda f: (f / "idx").mkdir(),
+        )
+    )
+    return result
+
+
+def _npy() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(3))
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------- outputs
+def output_cases(Case) -> list:
+    afile = write("afile", "")
+    run = ["train", "xor", "--steps", "200"]
+    return [
+        Case("out-is-a-file", [*run, "--out", "afile"], 2, E + ".*not a folder", setup=afile),
+        Case("out-under-a-file", [*run, "--out", "afile/x"], 2, E + ".*not a folder", setup=afile),
+        Case(
+            "run-dir-exists", [*run, "--run-dir", "afile"], 2, E + ".*already exists", setup=afile
+        ),
+        Case(
+            "run-dir-under-a-file",
+            [*run, "--run-dir", "afile/r"],
+            2,
+            E + ".*cannot create run directory",
+            setup=afile,
+        ),
+        Case("run-dir-existing-folder", [*run, "--run-dir", "."], 2, E + ".*already exists"),
+    ]
+
+
+# ------------------------------------------------------------------------ run directories
+def fake_run(folder: Path, steps: int = 300, checkpoint: int | None = 200) -> Path:
+    """A run directory as a killed xor run leaves it (written without training)."""
+    path = folder / "run"
+    path.mkdir()
+    config = resolve_config("xor", overrides=[("training.steps", steps), ("backend", "tensorflow")])
+    save_config(config, path / rd.CONFIG_FILE)
+    checksum = config_checksum(dump_yaml(config))
+    session = {"pid": 1, "host": "elsewhere", "exit_status": "running", "config_sha256": checksum}
+    manifest = {"experiment": "xor", "sessions": [session], "config_sha256": checksum}
+    (path / rd.MANIFEST_FILE).write_text(json.dumps(manifest))
+    rows = [f"{s},{s // 100},0.7,0.5,0.7,0.5,1" for s in range(100, (checkpoint or 0) + 1, 100)]
+    (path / rd.METRICS_FILE).write_text("\n".join([",".join(rd.BASE_COLUMNS), *rows]) + "\n")
+    if checkpoint:
+        (path / "checkpoint").mkdir()
+        (path / "checkpoint" / "model-0000002.keras").write_bytes(b"PK")
+        state = {"epoch": checkpoint // 100, "step": checkpoint, "model": "model-0000002.keras"}
+        (path / "checkpoint" / "state.json").write_text(json.dumps(state))
+    return path
+
+
+def damaged(edit):
+    def setup(folder: Path) -> None:
+        edit(fake_run(folder))
+
+    return setup
+
+
+def _state(value):
+    return lambda run: (run / "checkpoint" / "state.json").write_text(json.dumps(value))
+
+
+def _append(name: str, text: str):
+    def edit(run: Path) -> None:
+        with (run / name).open("a") as handle:
+            handle.write(text)
+
+    return edit
+
+
+def _replace(name: str, old: str, new: str):
+    return lambda run: (run / name).write_text((run / name).read_text().replace(old, new))
+
+
+def _truncate_config(run: Path) -> None:
+    text = (run / rd.CONFIG_FILE).read_text()
+    (run / rd.CONFIG_FILE).write_text(text.split("model:")[0])
+
+
+def _legacy_truncated(run: Path) -> None:
+    manifest = json.loads((run / rd.MANIFEST_FILE).read_text())
+    manifest.pop("config_sha256")
+    manifest["sessions"][0].pop("config_sha256")
+    (run / rd.MANIFEST_FILE).write_text(json.dumps(manifest))
+    _truncate_config(run)
+
+
+def run_dir_cases(Case) -> list:
+    model = "model-0000002.keras"
+    edits = [
+        ("state-no-epoch", _state({"step": 200, "model": model}), r"no 'epoch'"),
+        ("state-epoch-text", _state({"epoch": "2", "step": 200, "model": model}), r"'epoch' must"),
+        ("state-epoch-float", _state({"epoch": 2.5, "step": 200, "model": model}), r"'epoch' must"),
+        ("state-epoch-bool", _state({"epoch": True, "step": 200, "model": model}), r"'epoch' must"),
+        ("state-step-negative", _state({"epoch": 2, "step": -1, "model": model}), r"'step' must"),
+        ("state-model-number", _state({"epoch": 2, "step": 200, "model": 3}), r"'model' must"),
+        ("state-model-path", _state({"epoch": 2, "step": 200, "model": "../x"}), r"'model' must"),
+        ("state-list", _state([1, 2]), r"got list"),
+        ("state-null", _state(None), r"got NoneType"),
+        (
+            "state-not-json",
+            lambda r: (r / "checkpoint" / "state.json").write_text("{"),
+            r"unreadable checkpoint",
+        ),
+        ("state-model-missing", lambda r: (r / "checkpoint" / model).unlink(), r"is missing"),
+        ("metrics-garbage-row", _append(rd.METRICS_FILE, "garbage,row\n"), r"is not a whole num"),
+        ("metrics-out-of-order", _append(rd.METRICS_FILE, "100,1,1,1,1,1,1\n"), r"does not follow"),
+        ("metrics-extra-fields", _append(rd.METRICS_FILE, "300,3,1,1,1,1,1,9\n"), r"8 fields"),
+        ("metrics-bad-header", _replace(rd.METRICS_FILE, "step,epoch", "x,y"), r"the header"),
+        ("config-changed", _replace(rd.CONFIG_FILE, "units: 24", "units: 25"), r"was changed"),
+        ("config-truncated", _truncate_config, r"was changed"),
+        ("config-truncated-legacy", _legacy_truncated, r"is incomplete \(no model"),
+        ("config-unparseable", _replace(rd.CONFIG_FILE, "model:", "model: ["), r"changed"),
+        ("manifest-list", lambda r: (r / rd.MANIFEST_FILE).write_text("[]"), r"not a run manif"),
+        ("manifest-not-json", lambda r: (r / rd.MANIFEST_FILE).write_text("{"), r"unreadable"),
+        (
+            "manifest-sessions-text",
+            lambda r: (r / rd.MANIFEST_FILE).write_text('{"sessions": "x"}'),
+            r"not a run manifest",
+        ),
+        ("config-missing", lambda r: (r / rd.CONFIG_FILE).unlink(), r"is not a run directory"),
+    ]
+    cases = [
+        Case(
+            name,
+            ["train", "--resume", "run", "--quiet"],
+            2,
+            E + ".*" + pattern,
+            setup=damaged(edit),
+        )
+        for name, edit, pattern in edits
+    ]
+    cases += [
+        Case(
+            "resume-other-experiment",
+            ["train", "digits", "--resume", "run"],
+            2,
+            E + ".*is a run of experiment 'xor'",
+            setup=damaged(lambda r: None),
+        ),
+        Case(
+            "resume-other-backend",
+            ["train", "--resume", "run", "--backend", "jax"],
+            2,
+            E + ".*trained with the tensorflow backend",
+            setup=damaged(lambda r: None),
+        ),
+        Case(
+            "resume-epochs-for-xor",
+            ["train", "--resume", "run", "--epochs", "3"],
+            2,
+            E + ".*use --steps, not --epochs",
+            setup=damaged(lambda r: None),
+        ),
+        Case(
+            "resume-steps-not-multiple",
+            ["train", "--resume", "run", "--steps", "250"],
+            2,
+            E + ".*multiple of training.val_every",
+            setup=damaged(lambda r: None),
+        ),
+    ]
+    return cases
+
+
+# --------------------------------------------------------------------------- model files
+def _keras_zip(config: dict) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.0.0"}))
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("model.weights.h5", b"")
+    return buffer.getvalue()
+
+
+def model_file_cases(Case) -> list:
+    """A checkpoint that is damaged or hostile: the resume fails (exit 1, one line), and no code
+    from the file runs (it would create PWNED)."""
+    lambda_layer = {
+        "class_name": "Sequential",
+        "config": {
+            "layers": [
+                {
+                    "class_name": "Lambda",
+                    "config": {
+                        "function": {
+                            "class_name": "__lambda__",
+                            "config": {"code": "__import__('os').system('touch PWNED')"},
+                        }
+                    },
+                }
+            ]
+        },
+    }
+    system_layer = {"module": "os", "class_name": "system", "config": "touch PWNED"}
+    files = [
+        ("checkpoint-empty", b""),
+        ("checkpoint-random", bytes(range(256)) * 4),
+        ("checkpoint-lambda", _keras_zip(lambda_layer)),
+        ("checkpoint-os-system", _keras_zip(system_layer)),
+    ]
+
+    def setup_with(data: bytes):
+        def edit(run: Path) -> None:
+            (run / "checkpoint" / "model-0000002.keras").write_bytes(data)
+
+        return damaged(edit)
+
+    return [
+        Case(
+            name,
+            ["train", "--resume", "run", "--quiet"],
+            1,
+            r"^gdeeper: .*failed|^gdeeper: ",
+            setup=setup_with(data),
+            check=_no_file("PWNED"),
+            timeout=180,
+        )
+        for name, data in files
+    ]

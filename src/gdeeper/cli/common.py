@@ -1,0 +1,29 @@
+"""What the `gdeeper` commands share: the one-line error and the command line as recorded."""
+
+from __future__ import annotations
+
+import typer
+
+from gdeeper.config import BACKENDS, ConfigError
+
+_ARGV: list[str] | None = None  # set by main(): the command as typed
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"gdeeper: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _command(ctx: typer.Context) -> list[str]:
+    if _ARGV is not None:
+        return list(_ARGV)
+    parts = ctx.command_path.split()
+    for key, value in ctx.params.items():
+        if value not in (None, False, [], ()):
+            parts.append(f"--{key.replace('_', '-')}={value}")
+    return parts
+
+
+def _check_backend(backend: str | None) -> None:
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")

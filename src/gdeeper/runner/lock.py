@@ -1,0 +1,86 @@
+"""One session per run directory: an exclusive OS lock, and SIGTERM handled as SIGINT is.
+
+`lock_run_dir(run_dir)` takes `fcntl.flock(LOCK_EX | LOCK_NB)` on `run_dir/.lock` and keeps it
+until the process ends (the kernel drops it then, also after `kill -9`, so a lock is never
+stale). A second process that asks for the lock of a run directory in use gets a one-line
+`ConfigError` at once. The lock is taken before anything else is read or written in a session;
+within one process taking it again is a no-op. `train` lets go of a lock it took itself when it
+returns (a notebook that trained a run does not block a later `--resume` from a shell).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+from pathlib import Path
+
+from gdeeper.config import ConfigError
+
+LOCK_FILE = ".lock"
+_HELD: dict[str, int] = {}  # resolved run directory -> the descriptor holding its lock
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: the session stops as on Ctrl-C (exit code 143 instead of 130)."""
+
+
+def lock_run_dir(run_dir: str | os.PathLike) -> None:
+    """Hold the exclusive lock of `run_dir` (an existing directory) for the rest of the process;
+    ConfigError (one line) if another process holds it or the directory cannot be written."""
+    path = Path(run_dir)
+    key = str(path.resolve())
+    if key in _HELD:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock (the pid check in resume still applies)
+        return
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        raise ConfigError(f"cannot lock run directory {path}: {error.strerror or error}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        os.close(fd)
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise ConfigError(
+                f"{path} is being trained by another process (its lock {LOCK_FILE} is held); "
+                "wait for it to end, or stop it, before --resume"
+            ) from None
+        raise ConfigError(f"cannot lock run directory {path}: {error.strerror or error}") from None
+    _HELD[key] = fd
+
+
+def holds_lock(run_dir: str | os.PathLike) -> bool:
+    """Whether this process holds the lock of `run_dir`."""
+    return str(Path(run_dir).resolve()) in _HELD
+
+
+def release_run_dir(run_dir: str | os.PathLike) -> None:
+    """Drop the lock of `run_dir` if this process holds it."""
+    fd = _HELD.pop(str(Path(run_dir).resolve()), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def handle_sigterm():
+    """From now on SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so a
+    session ends as on Ctrl-C: consistent checkpoint, manifest closed, resume hint. Returns the
+    handler it replaced (for `restore_sigterm`), or None outside the main thread."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: the default stays
+        return None
+
+
+def restore_sigterm(previous) -> None:
+    if previous is not None:
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, previous)

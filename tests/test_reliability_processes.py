@@ -1,0 +1,174 @@
+"""Issue #15 with real training processes: two resumes at once, SIGTERM, a finished run whose
+summary.json is missing, a stop while Keras loads."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def start(*args, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gdeeper", "train", *map(str, args), "--quiet"],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gdeeper", "train", *map(str, args), "--quiet"],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def checkpoint_step(run_dir: Path) -> int:
+    try:
+        return json.loads((run_dir / "checkpoint" / "state.json").read_text())["step"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while checkpoint_step(run_dir) < step:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"no checkpoint at step >= {step}"
+        time.sleep(0.05)
+
+
+def steps(run_dir: Path) -> list[int]:
+    with (run_dir / "metrics.csv").open() as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle)]
+
+
+def test_two_resumes_at_once_and_sigterm_lose_and_duplicate_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    first = start("xor", "--active", "3", "--steps", "20000", "--run-dir", run_dir, cwd=tmp_path)
+    wait_for_step(first, run_dir, 200)
+    first.send_signal(signal.SIGKILL)  # the manifest still says "running"
+    first.communicate()
+
+    # 1: two resumes 0.5 s apart (the first is still importing Keras): the second is refused
+    resumed = start("--resume", run_dir, cwd=tmp_path)
+    time.sleep(0.5)
+    started = time.monotonic()
+    second = run("--resume", run_dir, cwd=tmp_path, timeout=60)
+    assert time.monotonic() - started < 20
+    assert second.returncode == 2, second.stderr
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is being trained by another process" in lines[0], lines
+
+    # 6: SIGTERM stops the resumed session as Ctrl-C does: exit 143, resume hint, closed files
+    wait_for_step(resumed, run_dir, checkpoint_step(run_dir) + 200)
+    resumed.send_signal(signal.SIGTERM)
+    _, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 143, stderr
+    assert f"continue with --resume {run_dir}" in stderr and "Traceback" not in stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [s["exit_status"] for s in manifest["sessions"]] == ["killed", "interrupted"]
+    assert manifest["sessions"][-1]["exit_code"] == 143 and manifest["exit_status"] == "interrupted"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["exit_code"] == 143
+
+    # ... and the run finishes with every validation once, in order
+    target = (checkpoint_step(run_dir) // 100 + 2) * 100
+    done = run("--resume", run_dir, "--steps", target, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert steps(run_dir) == list(range(100, target + 1, 100))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert [s["exit_status"] for s in manifest["sessions"]] == [
+        "killed",
+        "interrupted",
+        "completed",
+    ]
+
+
+def test_a_finished_run_without_summary_is_finalized_by_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    trained = run("xor", "--steps", "200", "--run-dir", run_dir, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    before = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").unlink()  # a crash between the last checkpoint and the summary
+    (run_dir / "model.keras").unlink()
+    finished = run("--resume", run_dir, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert after["status"] == "completed" and after["steps"] == before["steps"] == 200
+    assert after["final"] == before["final"] and (run_dir / "model.keras").is_file()
+    assert steps(run_dir) == [100, 200]
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_while_keras_loads_leaves_no_empty_run_directory(tmp_path, sig, code):
+    out = tmp_path / "outputs"
+    process = start("xor", "--steps", "200", "--out", out, cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while not any((out / "xor").glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the run directory exists: the session has started
+    time.sleep(0.3)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gdeeper: "), stderr
+    assert list((out / "xor").iterdir()) == []
+
+
+def children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
+    (tmp_path / "spec.yaml").write_text(
+        "name: orphans\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "gdeeper", "sweep", "spec.yaml", "--steps", "100000"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not children(driver.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trainers = children(driver.pid)
+    assert trainers, "the sweep started no trainer"
+    driver.kill()
+    driver.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in trainers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in trainers)
