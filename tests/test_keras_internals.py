@@ -150,18 +150,19 @@ def test_callback_list_of_finds_the_list_during_set_model():
     assert found[-1][:2] == [other, finder]
 
 
-def test_entry_layer_is_the_model_during_a_call_and_train_function_marks_fit():
+def test_in_keras_training_is_true_inside_fit_and_false_in_a_plain_call():
     seen = []
 
     class Probe(keras.layers.Layer):
-        def call(self, x):
-            seen.append(_keras.entry_layer())
+        def call(self, x, training=None):
+            seen.append((bool(training), _keras.in_keras_training()))
             return x
 
     model = keras.Sequential([keras.Input((2,)), Probe(), keras.layers.Dense(1)])
-    model(np.ones((1, 2)))
-    assert seen[-1] is model and not _keras.in_keras_training(model)
+    model(np.ones((1, 2)), training=True)
+    assert seen[-1] == (True, False)
     model.compile("sgd", "mse")
     model.fit(np.ones((2, 2)), np.ones(2), verbose=0)
-    assert _keras.in_keras_training(model)
-    assert _keras.entry_layer() is None
+    assert (True, True) in seen
+    model.train_on_batch(np.ones((2, 2)), np.ones(2))
+    assert seen[-1] == (True, True) or (True, True) in seen

@@ -10,6 +10,7 @@ upgrade that changes them fails there, in one clear place, rather than deep insi
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import keras
@@ -131,18 +132,21 @@ def callback_list_of(callback) -> list | None:
 
 
 # ------------------------------------------------------------------------------------ calls
-def entry_layer():
-    """The outermost layer (usually the model) of the call in progress, or None.
+_KERAS_TRAINING_ENTRIES = ("fit", "train_on_batch")
+_KERAS_SOURCE = os.path.dirname(keras.src.__file__)
 
-    Keras keeps it in the global `current_call_ctx` for the duration of a top-level call.
+
+def in_keras_training() -> bool:
+    """Whether the call in progress runs inside Keras' own training (`fit`, `train_on_batch`).
+
+    Both backends trace (or run) the train step synchronously inside those methods, so one of
+    their frames is on the stack; a custom training loop has none. (The layer being called
+    cannot ask its model: under JAX the model's stateless call opens no call context.)
     """
-    from keras.src.backend.common import global_state
-
-    context = global_state.get_global_attribute("current_call_ctx")
-    return getattr(context, "entry_layer", None)
-
-
-def in_keras_training(model) -> bool:
-    """Whether `model` trains through Keras' own loop (`fit`/`train_on_batch`): they build
-    `model.train_function` before their first step; a custom loop leaves it unset."""
-    return getattr(model, "train_function", None) is not None
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _KERAS_TRAINING_ENTRIES and code.co_filename.startswith(_KERAS_SOURCE):
+            return True
+        frame = frame.f_back
+    return False

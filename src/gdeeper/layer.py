@@ -538,7 +538,7 @@ class GInfinity(keras.layers.Layer):
         """
         if self.depth_controlled or self._warned_uncontrolled:
             return
-        if training and not _keras.in_keras_training(_keras.entry_layer()):
+        if training and not _keras.in_keras_training():
             if not self._uncontrolled_training_call:
                 self._uncontrolled_training_call = True
                 return
