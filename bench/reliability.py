@@ -35,6 +35,7 @@ from reliability_cases import (
     model_file_cases,
     output_cases,
     run_dir_cases,
+    sweep_cases,
 )
 from reliability_chains import chains
 
@@ -130,6 +131,7 @@ def main() -> int:
         ("outputs", output_cases(Case)),
         ("run directories", run_dir_cases(Case)),
         ("model files", [] if options.no_training else model_file_cases(Case)),
+        ("sweeps", [] if options.no_training else sweep_cases(Case)),
     ]
     passed = failed = 0
     started = time.monotonic()

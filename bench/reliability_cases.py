@@ -69,6 +69,22 @@ def argument_cases(Case) -> list:
         ("set-optimizer", [*xor, "--set", "optimizer.name=foo"], r"optimizer.name = 'foo'"),
         ("set-lr-negative", [*xor, "--set", "optimizer.learning_rate=-1"], r"learning_rate"),
         ("set-w-init-nan", [*xor, "--set", "model.w_init=.nan"], r"model.w_init"),
+        ("set-w-init-1e6", [*xor, "--set", "model.w_init=1e6"], r"needs 1000000 sub-layers"),
+        (
+            "set-w-init-above-max-depth",
+            [*xor, "--set", "model.w_init=1.5", "--set", "model.max_depth=1"],
+            r"model.w_init \(1.5\) needs 2 sub-layers, more than model.max_depth \(1\)",
+        ),
+        (
+            "digits-w-init-1e6",
+            ["train", "digits", "--set", "model.w_init=1e6"],
+            r"more than model.max_depth \(1000\)",
+        ),
+        (
+            "mnist-w-init-list-above-max-depth",
+            ["train", "mnist", "--set", "model.w_init=[1, 4.5, 1]", "--set", "model.max_depth=4"],
+            r"model.w_init \(4.5\) needs 5 sub-layers",
+        ),
         ("set-spe-7", [*xor, "--set", "training.steps_per_execution=7"], r"must divide"),
         ("set-section-value", [*xor, "--set", "model=3"], r"model = 3"),
         (
@@ -147,6 +163,13 @@ def config_cases(Case) -> list:
             setup=write("s.yaml", spec.replace("data.active", "model.unitz")),
         ),
         Case(
+            "sweep-every-point-invalid",
+            ["sweep", "s.yaml"],
+            2,
+            E + r"invalid config value model.units = -3",
+            setup=write("s.yaml", spec.replace("data.active: [1, 2]", "model.units: [-3, -4]")),
+        ),
+        Case(
             "sweep-dry-run",
             ["sweep", "s.yaml", "--dry-run"],
             0,
@@ -157,6 +180,73 @@ def config_cases(Case) -> list:
         ),
     ]
     return result
+
+
+# ---------------------------------------------------------------------------- sweeps
+def _sweep_rows(folder: Path) -> dict[str, dict]:
+    import csv
+
+    (path,) = folder.glob("outputs/sweeps/s/*/results.csv")
+    with path.open() as handle:
+        return {row["run"]: row for row in csv.DictReader(handle)}
+
+
+def _statuses(expected: dict[str, str], no_run_dir: tuple = ()):
+    def check(folder: Path, result) -> str | None:
+        rows = _sweep_rows(folder)
+        got = {name: row["status"] for name, row in rows.items()}
+        if got != expected:
+            return f"results.csv statuses {got}, expected {expected}"
+        for name in no_run_dir:
+            if rows[name]["run_dir"] or list(folder.glob(f"outputs/sweeps/s/*/runs/{name}")):
+                return f"{name} has a run directory"
+            if not rows[name]["message"].startswith("invalid config value"):
+                return f"{name}: message {rows[name]['message']!r}"
+        return None
+
+    return check
+
+
+def sweep_cases(Case) -> list:
+    """Point 12: real sweeps (two tiny XOR trainings each) and their exit codes."""
+    spec = "name: s\nexperiment: xor\nset: {training.steps: 100}\nseeds: 1\n"
+    return [
+        Case(
+            "diverged-point-exit-1",
+            ["sweep", "s.yaml", "--workers", "2"],
+            1,
+            r"gdeeper: sweep s: 1 diverged of 2 runs \(exit code 1\)\s*$",
+            setup=write(
+                "s.yaml",
+                spec + "grid: {optimizer.name: [sgd], optimizer.learning_rate: [0.001, 1.0e+30]}\n",
+            ),
+            check=_statuses(
+                {
+                    "name-sgd_learning_rate-0.001_seed-0": "completed",
+                    "name-sgd_learning_rate-1e+30_seed-0": "diverged",
+                }
+            ),
+            one_line=False,
+            timeout=240,
+        ),
+        Case(
+            "invalid-point-recorded-others-run",
+            ["sweep", "s.yaml", "--workers", "2"],
+            1,
+            r"gdeeper: sweep s: 1 invalid of 3 runs \(exit code 1\)\s*$",
+            setup=write("s.yaml", spec + "grid: {model.units: [24, -3, 8]}\n"),
+            check=_statuses(
+                {
+                    "units-24_seed-0": "completed",
+                    "units-3_seed-0": "invalid",
+                    "units-8_seed-0": "completed",
+                },
+                no_run_dir=("units-3_seed-0",),
+            ),
+            one_line=False,
+            timeout=240,
+        ),
+    ]
 
 
 def _no_file(name: str):

@@ -21,9 +21,11 @@ def write_spec(path: Path, **extra) -> Path:
         "name": "tiny",
         "experiment": "xor",
         "config": str(ROOT / "configs" / "xor.yaml"),
-        "set": {"training.steps": 200, "model.w_init": 1.5},
-        # max_depth 1 cannot hold w = 1.5: that run fails, the sweep goes on.
-        "grid": {"model.max_depth": [5, 1]},
+        # At this learning rate w grows from 1.5 past 2 by step 150 (2.6; 2.8 at step 200):
+        # the max_depth-2 run fails at run time (DepthLimitError, status failed, not a runaway
+        # w, which would be a divergence), the max_depth-5 run completes; the sweep goes on.
+        "set": {"training.steps": 200, "model.w_init": 1.5, "optimizer.learning_rate": 0.01},
+        "grid": {"model.max_depth": [5, 2]},
         "seeds": 1,
         **extra,
     }
@@ -43,15 +45,16 @@ def test_cli_sweep_parallel_workers_failures_and_resume(tmp_path):
     assert result.exit_code == 1, result.output  # one run failed
     (sweep_dir,) = (out / "sweeps" / "tiny").iterdir()
     rows = results(sweep_dir)
-    assert [r["run"] for r in rows] == ["max_depth-5_seed-0", "max_depth-1_seed-0"]
+    assert [r["run"] for r in rows] == ["max_depth-5_seed-0", "max_depth-2_seed-0"]
     ok, failed = rows
     assert ok["status"] == "completed" and ok["model.max_depth"] == "5" and ok["seed"] == "0"
     assert ok["steps"] == "200" and 0.0 <= float(ok["final_val_accuracy"]) <= 1.0
     assert float(ok["final_w/g"]) > 0 and ok["run_dir"] == "runs/max_depth-5_seed-0"
-    assert failed["status"] == "failed" and failed["exit_code"] == "1" and failed["message"]
+    assert failed["status"] == "failed" and failed["exit_code"] == "1"
+    assert "DepthLimitError" in failed["message"] and "max_depth=2" in failed["message"]
 
     runs = {p.name: p for p in (sweep_dir / "runs").iterdir()}
-    assert set(runs) == {"max_depth-5_seed-0", "max_depth-1_seed-0"}
+    assert set(runs) == {"max_depth-5_seed-0", "max_depth-2_seed-0"}
     for name, run_dir in runs.items():
         assert (run_dir / "config.yaml").is_file() and (run_dir / "manifest.json").is_file()
         assert (sweep_dir / "logs" / f"{name}.log").stat().st_size > 0
@@ -84,7 +87,7 @@ def test_cli_sweep_parallel_workers_failures_and_resume(tmp_path):
     again = results(sweep_dir)
     assert [r["status"] for r in again] == ["completed", "failed"]
     assert again[0]["final_w/g"] == ok["final_w/g"]
-    failed_sessions = json.loads((runs["max_depth-1_seed-0"] / "manifest.json").read_text())
+    failed_sessions = json.loads((runs["max_depth-2_seed-0"] / "manifest.json").read_text())
     assert len(failed_sessions["sessions"]) == 2
     assert len(json.loads((sweep_dir / "manifest.json").read_text())["sessions"]) == 2
 
@@ -132,7 +135,7 @@ def test_cli_sweep_executor_is_pluggable(tmp_path, monkeypatch):
     assert len(seen) == 4 and {s.values["seed"] for s in seen} == {3, 4}
     printed = json.loads(result.stdout)
     rows = results(Path(printed["sweep_dir"]))
-    assert [float(r["final_w/g"]) for r in rows] == [5.5, 5.5, 1.5, 1.5]
+    assert [float(r["final_w/g"]) for r in rows] == [5.5, 5.5, 2.5, 2.5]
     report = printed["report"]
     assert report["spearman"]["key"] == "model.max_depth"
     per_seed = report["spearman"]["final"]["w/g"]["per_seed"]

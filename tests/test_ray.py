@@ -304,8 +304,10 @@ def test_ray_sweep_equals_local_sweep_on_a_shared_filesystem(tmp_path, ray_head,
 @needs_ray
 @pytest.mark.slow
 def test_ray_ships_run_dirs_back_and_records_a_crashing_run(tmp_path, ray_head, reference):
-    # 4.0 needs 4 sub-layers, max_depth is 3: that run raises; the other one finishes.
-    spec = write_spec(tmp_path / "crash.yaml", "crash", [1.0, 4.0])
+    # From 3.0, w grows past max_depth 3 by step 100-150 (3.03, 3.11; 3.3 at step 500): that
+    # run raises DepthLimitError in its trainer; the other one finishes. (w_init 4.0 would be
+    # refused before the sweep starts: an invalid point, never shipped to a worker.)
+    spec = write_spec(tmp_path / "crash.yaml", "crash", [1.0, 3.0])
     result = gdeeper(
         "sweep", str(spec), "--executor", "ray", "--address", ray_head,
         "--out", str(tmp_path / "out"), "--json",
@@ -314,18 +316,18 @@ def test_ray_ships_run_dirs_back_and_records_a_crashing_run(tmp_path, ray_head, 
     assert result.returncode == 1, result.stderr[-3000:]  # a run failed
     sweep_dir = sweep_dir_of(result)
     got = rows(sweep_dir)
-    ok, crashed = got["w_init-1.0_seed-0"], got["w_init-4.0_seed-0"]
+    ok, crashed = got["w_init-1.0_seed-0"], got["w_init-3.0_seed-0"]
     assert ok["status"] == "completed"
     assert_same_results(ok, rows(reference)["w_init-1.0_seed-0"])
     assert crashed["status"] == "failed" and crashed["exit_code"] == "1"
-    assert "max_depth" in crashed["message"]
+    assert "DepthLimitError" in crashed["message"] and "max_depth=3" in crashed["message"]
 
     run_dir = sweep_dir / "runs" / "w_init-1.0_seed-0"
     assert files(run_dir) == files(reference / "runs" / "w_init-1.0_seed-0")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert Path(summary["run_dir"]).resolve() == run_dir.resolve()  # not the worker's temp dir
     assert json.loads((run_dir / "manifest.json").read_text())["run_dir"] == str(run_dir.resolve())
-    assert (sweep_dir / "runs" / "w_init-4.0_seed-0" / "manifest.json").is_file()
+    assert (sweep_dir / "runs" / "w_init-3.0_seed-0" / "manifest.json").is_file()
     for name in got:
         log = (sweep_dir / "logs" / f"{name}.log").read_text()
         assert "run directory shipped back to the driver" in log

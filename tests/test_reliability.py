@@ -249,10 +249,30 @@ def test_a_manifest_that_cannot_be_replaced_is_rewritten_in_place(tmp_path, monk
     assert warnings == ["cannot write x.json: Permission denied"]
 
 
-# ---------------------------------------------------------------- 9: impossible shapes
-# `w_init` above `max_depth` still fails at build time (exit 1, run directory kept): the sweep
-# tests use exactly that run as the grid point that fails while the sweep goes on
-# (test_cli_sweep.py), see docs/reliability.md.
+# ---------------------------------------------------------------- 9: impossible depths
+DEPTH_CASES = [
+    ("xor", ["--set", "model.w_init=1e6"], "model.w_init (1e+06) needs 1000000 sub-layers"),
+    ("xor", ["--set", "model.w_init=1.5", "--set", "model.max_depth=1"], "needs 2 sub-layers"),
+    ("mnist", ["--set", "model.w_init=1e6"], "more than model.max_depth (1000)"),
+    ("fashion-mnist", ["--set", "model.w_init=[1, 9.5, 1]", "--set", "model.max_depth=9"], "(9.5)"),
+    ("digits", ["--set", "model.w_init=3.01", "--set", "model.max_depth=3"], "needs 4 sub-layers"),
+]
+
+
+@pytest.mark.parametrize(("experiment", "sets", "expected"), DEPTH_CASES)
+def test_w_init_beyond_max_depth_is_refused_before_writing(
+    tmp_path, monkeypatch, experiment, sets, expected
+):
+    """`ceil(w_init)` sub-layers could never be built: refused like any bad config (exit 2, no
+    run directory), for every experiment with meta-layers; no dataset is needed to say so."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["train", experiment, *sets, "--out", "o"])
+    line = one_line_error(result, expected)
+    assert "raise model.max_depth or lower model.w_init" in line
+    assert not Path("o").exists()
+    # The edge: w_init == max_depth needs exactly max_depth sub-layers (valid).
+    config = resolve_config("xor", overrides=[("model.w_init", 3.0), ("model.max_depth", 3)])
+    assert config.model.w_init == 3.0
 
 
 def write_npz(path: Path, **changes) -> Path:

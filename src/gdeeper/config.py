@@ -111,6 +111,17 @@ class EpochTrainingConfig(Section):
         return self.epochs
 
 
+def check_w_init(w_init: float, max_depth: int) -> None:
+    """A meta-layer starts with `ceil(w_init)` sub-layers (gdeeper.GInfinity): more than
+    `max_depth` could never be built, so the config is refused before anything is written."""
+    needed = max(0, math.ceil(w_init)) if math.isfinite(w_init) else None
+    if needed is not None and needed > max_depth:
+        raise ValueError(
+            f"model.w_init ({w_init:g}) needs {needed} sub-layers, more than model.max_depth "
+            f"({max_depth}); raise model.max_depth or lower model.w_init"
+        )
+
+
 class RunConfig(Section):
     """Fields shared by every experiment's config."""
 

@@ -157,4 +157,16 @@ def sweep(
         )
     if result["status"] == "interrupted":
         raise typer.Exit(130)
-    raise typer.Exit(1 if result["failed"] else 0)
+    # A diverged run is a result (results.csv keeps it), but not a success: exit code 1, as
+    # for failed runs and for grid points whose config was refused (invalid).
+    invalid, diverged = len(result["invalid"]), len(result["diverged"])
+    counts = {"failed": len(result["failed"]) - invalid, "diverged": diverged, "invalid": invalid}
+    bad = [f"{count} {what}" for what, count in counts.items() if count]
+    if bad:
+        console.print(
+            f"gdeeper: sweep {plan.spec.name}: {', '.join(bad)} of {result['runs']} runs "
+            "(exit code 1)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(1 if bad else 0)

@@ -32,6 +32,7 @@ from gdeeper.config import (
     OptimizerConfig,
     RunConfig,
     Section,
+    check_w_init,
 )
 from gdeeper.experiments import Experiment, Plan, make_optimizer, reference_csv, register
 
@@ -77,6 +78,8 @@ class ImageModelConfig(Section):
         penalties = self.w_penalties
         if any(p < 0 for p in (penalties if isinstance(penalties, list) else [penalties])):
             raise ValueError(f"model.w_penalties must be >= 0, got {penalties}")
+        for w_init in self.w_init if isinstance(self.w_init, list) else [self.w_init]:
+            check_w_init(w_init, self.max_depth)
         return self
 
 

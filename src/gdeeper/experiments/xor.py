@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from gdeeper.config import Float, Int, RunConfig, Section, StepTrainingConfig
+from gdeeper.config import Float, Int, RunConfig, Section, StepTrainingConfig, check_w_init
 from gdeeper.experiments import Experiment, Plan, make_optimizer, reference_csv, register
 
 BLOCK_STEPS = 100  # training batches generated per numpy call
@@ -50,6 +50,11 @@ class XorModelConfig(Section):
     chunk: Int = Field(5, ge=1)
     max_depth: Int = Field(1000, ge=1)
     merge: Literal["residual", "blend"] = "residual"
+
+    @model_validator(mode="after")
+    def _check_depth(self):
+        check_w_init(self.w_init, self.max_depth)
+        return self
 
 
 class XorConfig(RunConfig):

@@ -108,13 +108,18 @@ def print_sweep_plan(plan, console: Console | None = None) -> None:
         table.add_row(
             run.name,
             *[str(run.values.get(k)) for k in [*keys, "seed"]],
-            str(run_steps),
+            "invalid" if run.error else str(run_steps),
         )
     console.print(table)
     workers = plan.spec.workers or os.cpu_count() or 1
+    invalid = [run for run in plan.runs if run.error]
     console.print(
-        f"{len(plan.runs)} runs, {total} steps in all, {workers} workers", highlight=False
+        f"{len(plan.runs)} runs, {total} steps in all, {workers} workers"
+        + (f"; {len(invalid)} invalid (recorded, not run)" if invalid else ""),
+        highlight=False,
     )
+    for run in invalid:
+        console.print(f"invalid: {run.name}: {run.error}", highlight=False, soft_wrap=True)
 
 
 def print_run_result(console: Console, result, done: int, total: int) -> None:
@@ -128,7 +133,7 @@ def print_run_result(console: Console, result, done: int, total: int) -> None:
         + (f"  val_acc {acc:.4f}" if isinstance(acc, float) else "")
         + (f"  {ws}" if ws else "")
         + f"  ({result.wall_seconds:.0f} s)"
-        + (f"  {result.message}" if result.status not in FINISHED and result.message else ""),
+        + (f"  {result.message}" if result.status != "completed" and result.message else ""),
         highlight=False,
         soft_wrap=True,
     )

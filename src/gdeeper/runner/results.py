@@ -12,8 +12,11 @@ from typing import Any
 from gdeeper.files import read_json, write_text_atomic
 from gdeeper.runner import rundir as rd
 
-# Run statuses that count as finished.
+# Run statuses that count as finished (a resumed sweep skips them). A diverged run is finished
+# (running it again reproduces it) but, like a failed one, makes the sweep exit with code 1.
 FINISHED = ("completed", "diverged")
+# A grid point whose config is refused (ConfigError): recorded, never run, no run directory.
+INVALID = "invalid"
 
 
 @dataclasses.dataclass
@@ -41,6 +44,21 @@ def failed_result(spec, message: str, attempts: int = 1) -> RunResult:
         run_dir=str(spec.run_dir),
         message=message,
         attempts=attempts,
+    )
+
+
+def invalid_result(spec) -> RunResult:
+    """The result of a grid point whose config was refused (`spec.error`, one line): exit code
+    2, as `gdeeper train` refuses such a config; no run directory."""
+    return RunResult(
+        name=spec.name,
+        values=spec.values,
+        status=INVALID,
+        exit_code=2,
+        summary=None,
+        wall_seconds=0.0,
+        run_dir=None,
+        message=spec.error,
     )
 
 

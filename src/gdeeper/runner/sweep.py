@@ -22,7 +22,14 @@ from gdeeper.runner.executors import get_executor
 from gdeeper.runner.plot import plot_path
 from gdeeper.runner.processes import default_workers, worker_env
 from gdeeper.runner.report import summarize_sweep
-from gdeeper.runner.results import FINISHED, RunResult, result_from_run_dir, write_results
+from gdeeper.runner.results import (
+    FINISHED,
+    INVALID,
+    RunResult,
+    invalid_result,
+    result_from_run_dir,
+    write_results,
+)
 from gdeeper.runner.sweep_spec import SweepPlan
 
 
@@ -33,10 +40,16 @@ def _create_sweep_dir(plan: SweepPlan, out: Path) -> tuple[Path, dict]:
         (sweep_dir / sub).mkdir()
     stored = spec.model_dump(mode="json")
     stored["seeds"] = spec.seed_list()
-    stored["runs"] = [{"name": r.name, "values": r.values} for r in plan.runs]
+    stored["runs"] = [
+        {"name": r.name, "values": r.values, **({"invalid": r.error} if r.error else {})}
+        for r in plan.runs
+    ]
     write_text_atomic(sweep_dir / rd.SWEEP_SPEC_FILE, dump_yaml(stored))
     for run in plan.runs:
-        write_text_atomic(sweep_dir / rd.CONFIGS_DIR / f"{run.name}.yaml", dump_yaml(run.config))
+        if run.error is None:
+            write_text_atomic(
+                sweep_dir / rd.CONFIGS_DIR / f"{run.name}.yaml", dump_yaml(run.config)
+            )
     manifest = {
         "sweep": spec.name,
         "experiment": spec.experiment,
@@ -54,6 +67,9 @@ def _runs_to_do(plan: SweepPlan, sweep_dir: Path, workers: int) -> tuple[dict, l
     done: dict[str, RunResult] = {}
     todo = []
     for run in plan.runs:
+        if run.error is not None:  # its config was refused: recorded, never run
+            done[run.name] = invalid_result(run)
+            continue
         run.run_dir = sweep_dir / rd.RUNS_DIR / run.name
         run.config_path = sweep_dir / rd.CONFIGS_DIR / f"{run.name}.yaml"
         run.log_path = sweep_dir / rd.LOGS_DIR / f"{run.name}.log"
@@ -107,10 +123,16 @@ def run_sweep(
 
     keys = list(spec.grid)
     done, todo = _runs_to_do(plan, sweep_dir, workers)
-    if done:
-        console.print(f"sweep: {len(done)} finished runs skipped, {len(todo)} to run")
-    started = time.perf_counter()
     order = [r.name for r in plan.runs]
+    invalid = [r for r in done.values() if r.status == INVALID]
+    skipped = len(done) - len(invalid)
+    if skipped:
+        console.print(f"sweep: {skipped} finished runs skipped, {len(todo)} to run")
+    for number, result in enumerate(invalid, 1):  # one line each, before any run starts
+        print_run_result(console, result, number, len(order))
+    if invalid:
+        write_results(sweep_dir / rd.RESULTS_FILE, [done[n] for n in order if n in done], keys)
+    started = time.perf_counter()
 
     def record(result: RunResult) -> None:
         done[result.name] = result
@@ -129,7 +151,8 @@ def run_sweep(
     wall = time.perf_counter() - started
     results = [done[name] for name in order if name in done]
     failed = [r for r in results if r.status not in FINISHED]
-    if status != "interrupted" and (failed or len(results) < len(order)):
+    diverged = [r for r in results if r.status == "diverged"]
+    if status != "interrupted" and (failed or diverged or len(results) < len(order)):
         status = "completed with failures"
     session.update(
         end=rd.now_iso(),
@@ -137,6 +160,7 @@ def run_sweep(
         exit_status=status,
         finished=sum(r.status in FINISHED for r in results),
         failed=len(failed),
+        diverged=len(diverged),
     )
     manifest["exit_status"] = status
     total = sum(s.get("wall_seconds") or 0 for s in manifest["sessions"])
@@ -155,6 +179,8 @@ def run_sweep(
         "runs": len(order),
         "finished": session["finished"],
         "failed": [r.name for r in failed],
+        "diverged": [r.name for r in diverged],
+        "invalid": [r.name for r in results if r.status == INVALID],
         "wall_seconds": round(wall, 3),
         "report": report,
     }

@@ -71,16 +71,21 @@ class SweepSpec(Section):
 
 @dataclasses.dataclass
 class RunSpec:
-    """One run of a sweep: its name, swept values, resolved config and directory."""
+    """One run of a sweep: its name, swept values, resolved config and directory.
+
+    A grid point whose config is refused has no config and its one-line `error` instead: the
+    sweep records it as an invalid run and runs the others.
+    """
 
     name: str
     values: dict[str, Any]
-    config: RunConfig
+    config: RunConfig | None
     run_dir: Path | None = None
     config_path: Path | None = None
     log_path: Path | None = None
     resume: bool = False
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    error: str | None = None
 
 
 def parse_seeds(text: str) -> int | list[int]:
@@ -117,7 +122,11 @@ def expand(
     spec_path: str | Path | None,
     overrides: list[tuple[str, Any]] = (),
 ) -> list[RunSpec]:
-    """Every run of the sweep, its config validated (ConfigError before anything is written)."""
+    """Every run of the sweep, its config validated before anything is written.
+
+    A point whose config is refused becomes a run with `error` set (the others still run); when
+    every point is refused the spec itself is wrong, and the first error is raised.
+    """
     base = None
     if spec.config is not None:
         base = Path(spec.config)
@@ -129,12 +138,20 @@ def expand(
         values = dict(zip(keys, combo))
         for seed in spec.seed_list():
             items = [*spec.set.items(), *overrides, *values.items(), ("seed", seed)]
-            config = resolve_config(spec.experiment, base, items)
+            config, error = None, None
+            try:
+                config = resolve_config(spec.experiment, base, items)
+            except ConfigError as refused:
+                error = str(refused)
             name = _run_name(keys, values, seed)
             while name in names:
                 name += "-x"
             names.add(name)
-            runs.append(RunSpec(name=name, values={**values, "seed": seed}, config=config))
+            runs.append(
+                RunSpec(name=name, values={**values, "seed": seed}, config=config, error=error)
+            )
+    if all(run.error for run in runs):
+        raise ConfigError(runs[0].error)
     return runs
 
 
@@ -176,6 +193,9 @@ def plan_sweep(
         runs = []
         stored = read_yaml(sweep_dir / rd.SWEEP_SPEC_FILE).get("runs") or []
         for item in stored:
+            if item.get("invalid"):  # refused when the sweep was planned: recorded again
+                runs.append(RunSpec(item["name"], item["values"], None, error=item["invalid"]))
+                continue
             config = resolve_config(None, sweep_dir / rd.CONFIGS_DIR / f"{item['name']}.yaml")
             runs.append(RunSpec(name=item["name"], values=item["values"], config=config))
         if workers is not None:
