@@ -6,6 +6,7 @@ test_reliability_processes.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -395,3 +396,16 @@ def test_a_library_call_leaves_no_lock_and_no_sigterm_handler(tmp_path):
     with pytest.raises(ConfigError, match="damaged checkpoint"):
         train(resolve_config("xor"), run, resume=True)
     assert not holds_lock(run) and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_atomic_writes_give_files_the_usual_permissions(tmp_path):
+    from gdeeper.files import write_json_atomic, write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / "config.yaml", "a: 1\n")
+        write_json_atomic(tmp_path / "summary.json", {"a": 1})
+    finally:
+        os.umask(old)
+    for name in ("config.yaml", "summary.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
