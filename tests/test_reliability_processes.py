@@ -172,3 +172,21 @@ def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
     while any(alive(pid) for pid in trainers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in trainers)
+
+
+def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
+    """A resume that fails as `fit` starts (w already beyond max_depth) left TensorFlow's data
+    prefetch thread behind, and the interpreter's teardown deadlocked on it about one time in
+    four: `gdeeper` now skips that teardown once everything is written."""
+    run_dir = tmp_path / "run"
+    first = run(
+        "xor", "--steps", "200", "--run-dir", str(run_dir),
+        "--set", "model.w_init=1.5", "--set", "model.max_depth=2",
+        "--set", "optimizer.learning_rate=0.01",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert first.returncode == 1 and "DepthLimitError" in first.stderr, first.stderr[-2000:]
+    for _ in range(4):
+        again = run("--resume", str(run_dir), "--json", cwd=tmp_path, timeout=120)
+        assert again.returncode == 1 and "DepthLimitError" in again.stderr
+        assert json.loads(again.stdout)["status"] == "failed"  # written whole before the exit

@@ -260,7 +260,15 @@ def main() -> None:
         if message:  # none after the help that a bare `gdeeper` prints
             typer.echo(f"gdeeper: error: {message}{hint}", err=True)
         code = error.exit_code
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if "tensorflow" in sys.modules:
+        # Everything a session writes is written and closed by now. TensorFlow's teardown can
+        # deadlock (a tf.data prefetch thread of a generator dataset that `fit` left behind
+        # after an error waits for the interpreter it is being torn down with): skip it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
