@@ -41,6 +41,14 @@ def small_model(w_init=1.0, block=None, chunk=2, name="g"):
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
 
 
+def growing_setup(seed=0):
+    """A compiled model at w = 1.2 (2 sub-layers allocated) and parity data to grow it on."""
+    keras.utils.set_random_seed(seed)
+    model = small_model(w_init=1.2, chunk=2)
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+    return model, *parity(512)
+
+
 def parity(n=2000, active=2, seed=0):
     return xor_data(np.random.default_rng(seed), n, active)
 
@@ -236,10 +244,7 @@ def test_training_without_steering_still_warns():
 
 # 4 ----------------------------------------------------------------------------------------
 def test_early_stopping_restores_best_weights_of_a_model_that_grew_after_them():
-    keras.utils.set_random_seed(0)
-    model = small_model(w_init=1.2, chunk=2)
-    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
-    x, y = parity(512)
+    model, x, y = growing_setup()
     best = {}
 
     class Keep(keras.callbacks.Callback):
@@ -269,10 +274,7 @@ def test_early_stopping_restores_best_weights_of_a_model_that_grew_after_them():
 
 
 def _fit_with_backup(backup_dir, epochs, fail_at=None, seed=0):
-    keras.utils.set_random_seed(seed)
-    model = small_model(w_init=1.2, chunk=2)
-    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
-    x, y = parity(512)
+    model, x, y = growing_setup(seed)
     probe = {}
 
     class Fail(keras.callbacks.Callback):
@@ -311,10 +313,7 @@ def test_backup_and_restore_resumes_a_grown_model_with_its_optimizer_state(tmp_p
 
 
 def test_model_checkpoint_weights_of_a_grown_model_load_into_a_fresh_one(tmp_path):
-    keras.utils.set_random_seed(0)
-    model = small_model(w_init=1.2, chunk=2)
-    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
-    x, y = parity(512)
+    model, x, y = growing_setup()
     path = tmp_path / "ckpt.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(str(path), save_weights_only=True)
     model.fit(x, y, epochs=2, verbose=0, callbacks=[checkpoint, SetW({1: 3.5}), DepthCallback()])
