@@ -46,6 +46,7 @@ def _overrides(
     backend: str | None,
     sets: list[str] | None,
     images: dict | None = None,
+    phase: float | None = None,
 ) -> list:
     from gdeeper.config import parse_assignment
 
@@ -64,6 +65,10 @@ def _overrides(
         if experiment not in (None, "xor"):
             raise ConfigError("--active applies to the xor experiment only")
         items.append(("data.active", active))
+    if phase is not None:
+        if experiment not in (None, "spirals"):
+            raise ConfigError("--phase applies to the spirals experiment only")
+        items.append(("data.phase", phase))
     if backend is not None:
         items.append(("backend", backend))
     return items
@@ -87,6 +92,7 @@ def train(
         str | None, typer.Option(help="images: dropout-bn (the original) or bn-dropout")
     ] = None,
     active: Annotated[int | None, typer.Option(help="xor: number of active inputs")] = None,
+    phase: Annotated[float | None, typer.Option(help="spirals: difficulty (0 to 30)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data and weights")] = None,
     backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
     out: Annotated[Path, typer.Option(help="output root")] = Path("outputs"),
@@ -114,7 +120,7 @@ def train(
     try:
         _check_backend(backend)
         if resume is not None:
-            fixed = (config, seed, active, data, limit, order)
+            fixed = (config, seed, active, phase, data, limit, order)
             if sets or any(value is not None for value in fixed):
                 raise ConfigError(
                     "--resume continues a run with its own config; only --steps may change "
@@ -144,7 +150,7 @@ def train(
                 "data.limit": limit,
                 "model.order": order,
             }
-            items = _overrides(experiment, steps, seed, active, backend, sets, images)
+            items = _overrides(experiment, steps, seed, active, backend, sets, images, phase)
             resolved = resolve_config(experiment, config, items)
             label = get_experiment(resolved.experiment).run_label(resolved)
             if run_dir is not None:
