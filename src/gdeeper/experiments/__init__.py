@@ -83,6 +83,10 @@ class Experiment:
     # Checks that a run can start (e.g. loads its dataset) before anything is written:
     # (config) -> None, raising ConfigError (one line) if it cannot.
     prepare: Callable[[Any], None] | None = None
+    # An experiment that trains itself instead of handing the runner a Plan (a depth-study
+    # cell trains several models in one process): (config, run_dir) -> dict added to
+    # summary.json. Such runs have no metrics.csv, checkpoints or resume.
+    run: Callable[[Any, Path], dict] | None = None
 
     def label_for(self, key: str, value: Any) -> str:
         found = self.value_label(key, value)

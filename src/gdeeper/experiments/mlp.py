@@ -21,8 +21,10 @@ def build_residual_mlp(
     max_depth: int = 1000,
     seed: int | None = None,
     name: str = "residual_mlp",
+    w_cost_per_parameter: float = 0.0,
 ):
-    """The network above (uncompiled); `outputs=1` ends in a sigmoid, more in a softmax."""
+    """The network above (uncompiled); `outputs=1` ends in a sigmoid, more in a softmax.
+    `w_cost_per_parameter` > 0 sets the meta-layer's depth budget (`GInfinity`)."""
     import keras
 
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
@@ -36,6 +38,7 @@ def build_residual_mlp(
     if depth is None:
         from gdeeper.layer import GInfinity
 
+        budget = {"w_cost_per_parameter": w_cost_per_parameter} if w_cost_per_parameter else {}
         x = GInfinity(
             [layers.Dense(width)],
             h="relu",
@@ -45,6 +48,7 @@ def build_residual_mlp(
             max_depth=max_depth,
             seed=seed,
             name="g",
+            **budget,
         )(x)
     else:
         for i in range(depth):

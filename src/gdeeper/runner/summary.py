@@ -26,6 +26,7 @@ class Outcome:
     initial_epoch: int = 0
     fit_seconds: float = 0.0
     exit_code: int | None = None  # None: EXIT_CODES[status]; 143 after SIGTERM
+    info: dict = dataclasses.field(default_factory=dict)  # from an Experiment.run
 
 
 def _as_float(value) -> float | None:
@@ -130,4 +131,5 @@ def summarize_run(config, run_dir: Path, outcome: Outcome) -> dict:
     summary.update(_epoch_speed(outcome))
     if outcome.plan is not None:
         summary.update(outcome.plan.info)
+    summary.update(outcome.info)
     return summary

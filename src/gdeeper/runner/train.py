@@ -233,6 +233,15 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
         elif resume:
             rd.truncate_metrics(run_dir / rd.METRICS_FILE, 0)
         initial_epoch = outcome.initial_epoch
+        runs_itself = get_experiment(config.experiment).run
+        if runs_itself is not None:  # e.g. a depth-study cell: many models in one process
+            if resume:
+                raise ValueError(f"{config.experiment} runs cannot be resumed; start a new one")
+            fit_started = time.perf_counter()
+            outcome.info = runs_itself(config, run_dir)
+            outcome.fit_seconds = time.perf_counter() - fit_started
+            outcome.status = "completed"
+            return outcome
         plan = outcome.plan = get_experiment(config.experiment).plan(config, initial_epoch, model)
         session["start_step"] = initial_epoch * plan.steps_per_epoch
         names = [layer.name for layer in gdeeper.meta_layers(plan.model)]
