@@ -1,0 +1,141 @@
+"""The depth study's bookkeeping: a cell's configs, the steps and depths it records for each
+method (real, tiny trainings), and the report's tables and targets."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from gdeeper.config import ConfigError
+from gdeeper.experiments import resolve_config
+from gdeeper.experiments.study_tasks import load_task, parameters
+from gdeeper.runner import study_report
+
+
+def cell_config(**values):
+    items = [("epochs", 1), ("task", "spirals-2"), *values.items()]
+    return resolve_config("depth-study", overrides=items)
+
+
+def test_config_refuses_unknown_tasks_and_bad_depths():
+    with pytest.raises(ConfigError, match="unknown task"):
+        cell_config(task="spirals")
+    with pytest.raises(ConfigError, match="distinct"):
+        cell_config(depths=[1, 1])
+    with pytest.raises(ConfigError, match="method"):
+        cell_config(method="bayes")
+
+
+def test_tasks_have_their_sizes_and_parameters_match_keras():
+    from gdeeper.experiments.mlp import build_residual_mlp
+
+    task = load_task("xor-5", seed=1)
+    assert (len(task.x_train), len(task.x_val), len(task.x_test)) == (8192, 2048, 2048)
+    spirals = load_task("spirals-20", seed=0, fraction=0.5)
+    assert len(spirals.x_train) == 512 * spirals.protocol.repeat
+    model = build_residual_mlp(8, 1, width=16, depth=3)
+    assert model.count_params() == parameters(8, 1, 16, 3)
+
+
+def test_grid_cell_trains_every_depth_and_chooses_on_validation(tmp_path):
+    from gdeeper.experiments.depth_study import run_cell
+
+    record = run_cell(cell_config(method="grid", depths=[0, 2]), tmp_path)["study"]
+    assert [r["depth"] for r in record["runs"]] == [0, 2]
+    per_run = record["steps_per_epoch"] * record["epochs_per_run"]
+    assert all(r["steps"] == per_run for r in record["runs"])
+    assert record["total_steps"] == 2 * per_run == 80  # 10 passes of 4 batches per epoch
+    best = max(record["runs"], key=lambda r: (r["val_accuracy"], -r["depth"]))
+    assert record["depth"] == best["depth"] and record["test_accuracy"] == best["test_accuracy"]
+    assert json.loads((tmp_path / "cell.json").read_text())["total_steps"] == 80
+
+
+def test_gdeeper_cell_reports_ceil_w(tmp_path):
+    from gdeeper.experiments.depth_study import run_cell
+
+    record = run_cell(cell_config(method="gdeeper", epochs=2), tmp_path)["study"]
+    assert record["depth"] == max(0, math.ceil(record["w"]))
+    assert record["total_steps"] == 80 and len(record["runs"]) == 1
+    assert record["params"] == parameters(2, 1, 8, record["depth"])
+
+
+@pytest.mark.parametrize("method", ["random", "hyperband"])
+def test_tuner_cell_counts_every_trials_steps(tmp_path, method):
+    pytest.importorskip("keras_tuner")
+    from gdeeper.experiments.depth_study import run_cell
+
+    config = cell_config(method=method, depths=[0, 1], epochs=3)
+    record = run_cell(config, tmp_path)["study"]
+    tuner = record["tuner"]
+    assert (tmp_path / "tuner" / method).is_dir()  # the tuner works inside the run directory
+    assert tuner["depths_tried"] == [0, 1] and record["depth"] in (0, 1)
+    spe = record["steps_per_epoch"]
+    if method == "random":
+        assert tuner["trials"] == 2 and record["total_steps"] == 2 * 3 * spe
+    else:  # Hyperband's trials run (epochs - initial_epoch) each; KerasTuner records both
+        import keras_tuner as kt
+
+        oracle = kt.Hyperband(
+            lambda hp: None,
+            objective="val_accuracy",
+            max_epochs=3,
+            directory=str(tmp_path / "tuner"),
+            project_name=method,
+            overwrite=False,
+        ).oracle
+        ran = sum(
+            t.hyperparameters.get("tuner/epochs") - t.hyperparameters.get("tuner/initial_epoch")
+            for t in oracle.trials.values()
+            if t.status == "COMPLETED"
+        )
+        assert record["total_steps"] == ran * spe > 0
+
+
+def _cell(path, task, method, seed, acc, steps, w=None, depth=1, **extra):
+    path.mkdir(parents=True, exist_ok=True)
+    record = {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "test_accuracy": acc,
+        "val_accuracy": acc,
+        "total_steps": steps,
+        "total_seconds": 1.0,
+        "w": w,
+        "depth": depth,
+        "params": 10 * depth,
+        "w_cost_per_parameter": 0.0,
+        "train_examples": 100,
+        "runs": [{}] if method != "random" else None,
+        "tuner": {"trials": 9} if method == "random" else None,
+        **extra,
+    }
+    (path / "cell.json").write_text(json.dumps(record))
+    return path / "cell.json"
+
+
+def test_report_targets_and_spearman(tmp_path):
+    for seed in (0, 1):
+        for phase, w in ((2, 1.0), (10, 2.0), (20, 3.0 + seed)):
+            task = f"spirals-{phase}"
+            _cell(tmp_path / f"{task}-g{seed}", task, "gdeeper", seed, 0.95, 100, w=w)
+            _cell(tmp_path / f"{task}-r{seed}", task, "grid", seed, 0.953, 900)
+        _cell(tmp_path / f"xor-g{seed}", "xor-5", "gdeeper", seed, 0.80, 300, w=1.5, depth=2)
+        _cell(tmp_path / f"xor-r{seed}", "xor-5", "grid", seed, 0.90, 900)
+    old = _cell(tmp_path / "dup-old", "xor-5", "random", 0, 0.1, 5)
+    os.utime(old, (1, 1))  # an older duplicate of the newer cell below: dropped
+    _cell(tmp_path / "dup-new", "xor-5", "random", 0, 0.7, 5)
+    out = study_report.report([tmp_path], tmp_path / "results", tmp_path / "figures")
+    tasks = out["targets"]["tasks"]
+    assert tasks["spirals-20"]["gap_pp"] == pytest.approx(0.3)
+    assert tasks["spirals-20"]["accuracy_met"] and tasks["spirals-20"]["steps_met"] is True
+    assert tasks["xor-5"]["gap_pp"] == pytest.approx(10.0) and not tasks["xor-5"]["accuracy_met"]
+    assert tasks["xor-5"]["step_share"] == pytest.approx(1 / 3) and not tasks["xor-5"]["steps_met"]
+    assert out["targets"]["spirals"]["per_seed"] == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
+    assert out["targets"]["spirals"]["met"] is True
+    table = (tmp_path / "results" / "methods.csv").read_text()
+    assert "xor-5,random,1,70.0" in table
+    assert (tmp_path / "figures" / "depth_study_compute.png").stat().st_size > 1000
