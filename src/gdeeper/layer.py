@@ -105,6 +105,9 @@ class GInfinity(keras.layers.Layer):
             do not depend on when it is grown: a resumed run grows the same sub-layers as an
             uninterrupted one. None draws a seed from Python's RNG (reproducible under
             `keras.utils.set_random_seed`); the config records it.
+        w_cost_per_parameter: a depth budget (default 0: off). Adds the loss
+            `w_cost_per_parameter * P * max(w, 0)`, P the trainable parameters of one sub-layer:
+            each parameter that a deeper `w` switches on costs this much.
         allocated_depth, computed_depth: sub-layers to allocate and to compute at build time.
             Set by the config of a grown model, so that a loaded model has the same sub-layers,
             the same trainable ones (which the saved optimizer state matches) and the same trace.
@@ -147,6 +150,7 @@ class GInfinity(keras.layers.Layer):
         seed: int | None = None,
         allocated_depth: int | None = None,
         computed_depth: int | None = None,
+        w_cost_per_parameter: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -163,6 +167,14 @@ class GInfinity(keras.layers.Layer):
             ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
             ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
             ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
+            (
+                "w_cost_per_parameter",
+                w_cost_per_parameter,
+                _is_number(w_cost_per_parameter)
+                and math.isfinite(w_cost_per_parameter)
+                and w_cost_per_parameter >= 0,
+                "a finite number >= 0",
+            ),
             (
                 "penalize",
                 penalize,
@@ -195,6 +207,7 @@ class GInfinity(keras.layers.Layer):
         self.lookahead = float(lookahead)
         self.hysteresis = float(hysteresis)
         self.seed = seed
+        self.w_cost_per_parameter = float(w_cost_per_parameter)
         self._requested_allocation = allocated_depth
         self._requested_computation = computed_depth
 
@@ -234,6 +247,7 @@ class GInfinity(keras.layers.Layer):
                 "lookahead": self.lookahead,
                 "hysteresis": self.hysteresis,
                 "seed": self.seed,
+                "w_cost_per_parameter": self.w_cost_per_parameter,
                 "allocated_depth": len(self.sublayers)
                 if self.built
                 else self._requested_allocation,
@@ -587,6 +601,13 @@ class GInfinity(keras.layers.Layer):
                 penalty = term if penalty is None else penalty + term
         if self._computed_depth == 0:
             x = self._h(x)
+        if self.w_cost_per_parameter and self._block_sizes:
+            # The depth budget: the parameters that w switches on (one sub-layer's per unit of
+            # w) cost w_cost_per_parameter each, so that several meta-layers grow by the value
+            # of their parameters, not by which adds the cheapest sub-layers.
+            cost = self.w_cost_per_parameter * self._block_sizes[0]
+            term = cost * ops.relu(w_float32)
+            penalty = term if penalty is None else penalty + term
         if penalty is not None:
             self.add_loss(penalty)
         return x
