@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench reliability reproduce-xor reproduce-mnist reproduce-fashion clean
+.PHONY: venv xor test lint format bench reliability reproduce-xor reproduce-mnist reproduce-fashion depth-study clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,17 @@ FASHION_EPOCHS ?= 50
 reproduce-fashion: $(STAMP)
 	$(BIN)/gdeeper train fashion-mnist --epochs $(FASHION_EPOCHS)
 	latest=$$(ls -d outputs/fashion-mnist/*/ | tail -n 1); $(BIN)/gdeeper plot $$latest --reference
+
+# The depth study (docs/depth-study.md): gdeeper against a fixed-depth grid and KerasTuner on
+# 9 tasks x 3 seeds (108 cells), the depth budget and depth against data, then the tables
+# (docs/results/depth-study/) and figures (docs/figures/depth_study_*.png). On 2 shared CPU
+# cores one seed of the main sweep took about 35 minutes; `--executor ray` spreads it.
+depth-study: $(STAMP)
+	$(BIN)/gdeeper sweep configs/depth_study.yaml
+	$(BIN)/gdeeper sweep configs/depth_study_budget.yaml
+	$(BIN)/gdeeper sweep configs/depth_study_data.yaml
+	$(BIN)/python -m gdeeper.runner.study_report outputs/sweeps/depth-study \
+	  outputs/sweeps/depth-budget outputs/sweeps/depth-data
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -44,6 +44,9 @@ class DepthStudyConfig(RunConfig):
     method: Literal["gdeeper", "grid", "hyperband", "random"] = "gdeeper"
     depths: list[Int] = Field(default_factory=lambda: list(DEPTHS), min_length=1)
     epochs: Int | None = Field(None, ge=1, description="per-run budget; null: the task's")
+    steps: Int | None = Field(
+        None, ge=1, description="per-run budget in steps, rounded up to epochs (wins over epochs)"
+    )
     w_penalty: Float | None = Field(None, ge=0, description="lambda_w; null: the task's")
     w_cost_per_parameter: Float = Field(0.0, ge=0, description="gdeeper: the depth budget")
     data_fraction: Float = Field(1.0, gt=0, le=1, description="train on this share")
@@ -192,6 +195,8 @@ def run_cell(config: DepthStudyConfig, run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     task = load_task(config.task, config.seed, config.data_fraction)
     epochs = config.epochs or task.protocol.epochs
+    if config.steps is not None:  # e.g. the same steps on a smaller share of the data
+        epochs = math.ceil(config.steps / task.steps_per_epoch)
     key = f"{run_dir}"
     started = time.perf_counter()
     runs = []
