@@ -34,12 +34,24 @@ def load_cells(dirs) -> pd.DataFrame:
             row = {k: v for k, v in cell.items() if k not in ("runs", "tuner")}
             row["path"], row["mtime"] = str(path), path.stat().st_mtime
             row["trials"] = len(cell["runs"]) if cell.get("runs") else cell["tuner"]["trials"]
+            row["late_gain_pp"] = late_gain(cell.get("runs") or [])
             rows.append(row)
     if not rows:
         return pd.DataFrame()
     table = pd.DataFrame(rows).sort_values("mtime")
     keys = ["task", "method", "seed", "w_cost_per_parameter", "train_examples"]
     return table.drop_duplicates(keys, keep="last").reset_index(drop=True)
+
+
+def late_gain(runs) -> float | None:
+    """Mean gain of validation accuracy (points) over the last third of the runs' epochs: the
+    evidence that a run's budget was cut where its curve is flat."""
+    gains = []
+    for run in runs:
+        curve = run.get("val_curve") or []
+        if len(curve) >= 3:
+            gains.append(100 * (curve[-1] - curve[round(2 * len(curve) / 3) - 1]))
+    return sum(gains) / len(gains) if gains else None
 
 
 def phase_of(task: str) -> float | None:
@@ -65,6 +77,7 @@ def method_table(cells: pd.DataFrame) -> pd.DataFrame:
                 "trials": group["trials"].mean(),
                 "steps": group["total_steps"].mean(),
                 "seconds": group["total_seconds"].mean(),
+                "late_gain_pp": group["late_gain_pp"].mean(),
             }
         )
     return pd.DataFrame(rows)
@@ -124,16 +137,20 @@ def spirals_spearman(cells: pd.DataFrame) -> dict:
 
 def _markdown(table: pd.DataFrame) -> str:
     head = "| task | method | seeds | test acc % | depth per seed | w | params | trials "
-    head += "| steps | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    head += "| steps | wall s | last-third gain |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     lines = []
     for r in table.itertuples():
         w = "" if r.w is None or pd.isna(r.w) else f"{r.w:.2f}"
         lines.append(
             f"| {r.task} | {r.method} | {r.seeds} | {r.test_acc:.2f} ± {r.test_acc_std:.2f} "
             f"| {r.depths} | {w} | {r.params:.0f} | {r.trials:.0f} | {r.steps:.0f} "
-            f"| {r.seconds:.0f} |"
+            f"| {r.seconds:.0f} | {_pp(r.late_gain_pp)} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def _pp(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:+.2f}"
 
 
 def plot_compute(table: pd.DataFrame, path: Path) -> None:
