@@ -128,7 +128,13 @@ def test_report_targets_and_spearman(tmp_path):
     old = _cell(tmp_path / "dup-old", "xor-5", "random", 0, 0.1, 5)
     os.utime(old, (1, 1))  # an older duplicate of the newer cell below: dropped
     _cell(tmp_path / "dup-new", "xor-5", "random", 0, 0.7, 5)
+    budget = {"w_cost_per_parameter": 1e-3}
+    _cell(tmp_path / "budget", "spirals-20", "gdeeper", 0, 0.9, 100, w=0.5, **budget)
+    _cell(tmp_path / "data", "xor-5", "gdeeper", 0, 0.7, 300, w=0.8, train_examples=10)
     out = study_report.report([tmp_path], tmp_path / "results", tmp_path / "figures")
+    assert [r["w_cost_per_parameter"] for r in out["budget"]] == [0.0, 1e-3]
+    assert [r["train_examples"] for r in out["data"]] == [10, 100]  # with the full runs
+    assert out["data"][0]["w"] == pytest.approx(0.8)
     tasks = out["targets"]["tasks"]
     assert tasks["spirals-20"]["gap_pp"] == pytest.approx(0.3)
     assert tasks["spirals-20"]["accuracy_met"] and tasks["spirals-20"]["steps_met"] is True
@@ -138,4 +144,5 @@ def test_report_targets_and_spearman(tmp_path):
     assert out["targets"]["spirals"]["met"] is True
     table = (tmp_path / "results" / "methods.csv").read_text()
     assert "xor-5,random,1,70.0" in table
-    assert (tmp_path / "figures" / "depth_study_compute.png").stat().st_size > 1000
+    for name in ("compute", "spirals_w", "budget", "data"):
+        assert (tmp_path / "figures" / f"depth_study_{name}.png").stat().st_size > 1000

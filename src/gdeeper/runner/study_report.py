@@ -189,25 +189,28 @@ def plot_compute(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_xy(frame, x, y, hue, path: Path, xlabel, ylabel, logx=False) -> None:
-    """One line per `hue` value of mean `y` against `x` (points: the seeds)."""
+def plot_xy(frame, x, ys, hue, path: Path, xlabel, ylabels, logx=False) -> None:
+    """One panel per column in `ys`: one line per `hue` value of its mean against `x` (points:
+    the seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for key, group in frame.groupby(hue) if hue else [(None, frame)]:
-        ax.scatter(group[x], group[y], alpha=0.4, s=12)
-        mean = group.groupby(x)[y].mean()
-        ax.plot(mean.index, mean.values, marker="o", label=None if key is None else str(key))
-    if logx:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    if hue:
-        ax.legend(fontsize=8)
+    ys, ylabels = ([ys], [ylabels]) if isinstance(ys, str) else (ys, ylabels)
+    fig, axes = plt.subplots(1, len(ys), figsize=(5 * len(ys), 3.5), squeeze=False)
+    for ax, y, ylabel in zip(axes.flat, ys, ylabels):
+        for key, group in frame.groupby(hue) if hue else [(None, frame)]:
+            ax.scatter(group[x], group[y], alpha=0.4, s=12)
+            mean = group.groupby(x)[y].mean()
+            ax.plot(mean.index, mean.values, marker="o", label=None if key is None else str(key))
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if hue:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -272,11 +275,11 @@ def report(dirs, results: Path, figures: Path) -> dict:
         plot_xy(
             frame,
             "train_examples",
-            "w",
+            ["w", "test_acc"],
             "task",
             figures / "depth_study_data.png",
-            "training examples",
-            "learned w",
+            "training examples (same steps each)",
+            ["learned w", "test accuracy %"],
             logx=True,
         )
         out["data"] = (
