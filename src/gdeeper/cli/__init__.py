@@ -69,6 +69,27 @@ def _overrides(
     return items
 
 
+def _user_model(
+    experiment: str | None, model: str | None, data: str | None
+) -> tuple[str | None, list[str]]:
+    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L."""
+    if model is None:
+        return experiment, []
+    if experiment not in (None, "user"):
+        raise ConfigError(f"--model runs your own model (experiment user), not {experiment!r}")
+    if data is None:
+        raise ConfigError("--model needs --data MODULE:ATTR too (your loader; README)")
+    return "user", [f"model.builder={model}", f"data.loader={data}"]
+
+
+def _print_config(resolved) -> None:
+    """`--print-config`: the resolved config as YAML on stdout; nothing is written."""
+    from gdeeper.config import dump_yaml
+
+    typer.echo(dump_yaml(resolved), nl=False)
+    raise typer.Exit(0)
+
+
 # -------------------------------------------------------------------------------------- train
 @app.command()
 def train(
@@ -80,7 +101,15 @@ def train(
     steps: Annotated[int | None, typer.Option(help="xor: training steps")] = None,
     epochs: Annotated[int | None, typer.Option(help="images: training epochs")] = None,
     data: Annotated[
-        Path | None, typer.Option(help="images: a dataset .npz or a folder of IDX files")
+        str | None,
+        typer.Option(
+            help="images: a dataset .npz or a folder of IDX files; with --model: your loader, "
+            "MODULE:ATTR"
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="your own builder, MODULE:ATTR (the user experiment; README)"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="images: train on N training images")] = None,
     order: Annotated[
@@ -102,6 +131,10 @@ def train(
         Path | None, typer.Option(hidden=True, help="exact (new) run directory")
     ] = None,
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
+    print_config: Annotated[
+        bool,
+        typer.Option("--print-config", help="print the resolved config (YAML) and exit"),
+    ] = False,
 ) -> None:
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/."""
     from gdeeper.runner import resume as resumes
@@ -113,6 +146,9 @@ def train(
     created = False
     try:
         _check_backend(backend)
+        experiment, user_sets = _user_model(experiment, model, data)
+        if user_sets:
+            data, sets = None, [*user_sets, *(sets or [])]
         if resume is not None:
             fixed = (config, seed, active, data, limit, order)
             if sets or any(value is not None for value in fixed):
@@ -135,6 +171,8 @@ def train(
                     f"{resume} was trained with the {resolved.backend} backend, not {backend}"
                 )
             target = Path(resume)
+            if print_config:
+                _print_config(resolved)
         else:
             from gdeeper.experiments import get_experiment, resolve_config
 
@@ -146,6 +184,8 @@ def train(
             }
             items = _overrides(experiment, steps, seed, active, backend, sets, images)
             resolved = resolve_config(experiment, config, items)
+            if print_config:
+                _print_config(resolved)
             label = get_experiment(resolved.experiment).run_label(resolved)
             if run_dir is not None:
                 target = run_dir
