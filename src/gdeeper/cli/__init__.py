@@ -22,6 +22,7 @@ from rich.table import Table
 from gdeeper.cli import common
 from gdeeper.cli.common import _check_backend, _command, _fail
 from gdeeper.cli.data import data_app
+from gdeeper.cli.runs import compare, runs
 from gdeeper.cli.sweep import sweep
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
@@ -241,12 +242,17 @@ def train(
 
 
 app.command()(sweep)  # cli/sweep.py
+app.command()(runs)  # cli/runs.py
+app.command()(compare)
 
 
 # --------------------------------------------------------------------------------------- plot
 @app.command()
 def plot(
-    path: Annotated[Path, typer.Argument(help="a run or sweep directory")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="a run or sweep directory; none: the newest under outputs/"),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="png or svg")] = "png",
     reference: Annotated[
         bool, typer.Option("--reference", help="add the original study's curves, dashed")
@@ -258,6 +264,13 @@ def plot(
     from gdeeper.runner.rundir import is_sweep_dir
 
     try:
+        if path is None:  # the bare command: the newest run or sweep
+            from gdeeper.runner.runs import newest
+
+            path = newest(Path("outputs"))
+            typer.echo(
+                f"gdeeper: plotting the newest run or sweep under outputs/: {path}", err=True
+            )
         written = plot_path(path, format, reference)
         if is_sweep_dir(path):
             summarize_sweep(path)

@@ -14,11 +14,23 @@ from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
 from gdeeper.runner.display import print_sweep_plan
 
+DEFAULT_SPEC = "xor_reproduce.yaml"
+
+
+def default_spec() -> Path:
+    """The spec a bare `gdeeper sweep` runs: the XOR study, shipped as package data."""
+    from importlib import resources
+
+    return Path(str(resources.files("gdeeper").joinpath("specs", DEFAULT_SPEC)))
+
 
 # -------------------------------------------------------------------------------------- sweep
 def sweep(
     ctx: typer.Context,
-    spec: Annotated[Path | None, typer.Argument(help="sweep spec (YAML)")] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Argument(help="sweep spec (YAML); none: the original XOR study (27 runs)"),
+    ] = None,
     seeds: Annotated[
         str | None, typer.Option(help="seeds per point: a count (3) or a list (0,4,7)")
     ] = None,
@@ -102,8 +114,13 @@ def sweep(
                 "--resume continues a sweep with its own spec: drop SPEC, --seeds, --set, "
                 "--steps and --backend"
             )
-        if resume is None and spec is None:
-            raise ConfigError("give a sweep spec (e.g. configs/xor_sweep.yaml) or --resume DIR")
+        if resume is None and spec is None:  # the bare command: the original XOR study
+            spec = default_spec()
+            typer.echo(
+                f"gdeeper: no sweep spec given: the original XOR study ({spec.name}, "
+                "packaged with gdeeper; configs/xor_reproduce.yaml is a copy to edit)",
+                err=True,
+            )
         plan = sweep_spec.plan_sweep(
             spec,
             resume_dir=resume,
