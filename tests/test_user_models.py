@@ -181,3 +181,10 @@ def test_entry_point_experiments_are_registered(tmp_path, monkeypatch):
         registry._discover.cache_clear()
     assert found["mine"].config_class.__name__ == "XorConfig"
     assert "broken" not in found and "xor" in found
+
+
+def test_example_sweep_plans_in_epochs(example_path):
+    result = CliRunner().invoke(app, ["sweep", "sweep.yaml", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "sweep my-spirals: 4 runs (dry run)" in result.output
+    assert "4 runs, 80 epochs in all, 2 workers" in result.output
