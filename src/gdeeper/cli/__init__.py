@@ -173,7 +173,9 @@ def train(
                 )
             target = Path(resume)
             if print_config:
-                _print_config(resolved)
+                from gdeeper.experiments import resolve_config
+
+                _print_config(resolve_config(None, data=resolved.model_dump(), check=True))
         else:
             from gdeeper.experiments import get_experiment, resolve_config
 
@@ -184,7 +186,7 @@ def train(
                 "model.order": order,
             }
             items = _overrides(experiment, steps, seed, active, backend, sets, images)
-            resolved = resolve_config(experiment, config, items)
+            resolved = resolve_config(experiment, config, items, check=True)
             if print_config:
                 _print_config(resolved)
             label = get_experiment(resolved.experiment).run_label(resolved)

@@ -24,6 +24,22 @@ def default_spec() -> Path:
     return Path(str(resources.files("gdeeper").joinpath("specs", DEFAULT_SPEC)))
 
 
+def _check_runs(plan) -> None:
+    """The experiment's own `check` of every planned run (e.g. that a user's builder imports):
+    a run it refuses is recorded as invalid, as a refused config is; all refused: one line."""
+    from gdeeper.experiments import get_experiment
+
+    for run in plan.runs:
+        check = get_experiment(run.config.experiment).check if run.config else None
+        if check is not None:
+            try:
+                check(run.config)
+            except ConfigError as error:
+                run.config, run.error = None, str(error)
+    if plan.runs and all(run.error for run in plan.runs):
+        raise ConfigError(plan.runs[0].error)
+
+
 # -------------------------------------------------------------------------------------- sweep
 def sweep(
     ctx: typer.Context,
@@ -129,6 +145,7 @@ def sweep(
             workers=workers,
             executor=executor,
         )
+        _check_runs(plan)
     except ConfigError as error:
         raise _fail(str(error)) from None
 

@@ -86,6 +86,9 @@ class Experiment:
     # Checks that a run can start (e.g. loads its dataset) before anything is written:
     # (config) -> None, raising ConfigError (one line) if it cannot.
     prepare: Callable[[Any], None] | None = None
+    # Cheap checks of a config beyond its validation (e.g. that the user's code imports), run
+    # by `resolve_config(..., check=True)` (train, sweep planning), not when a run is read.
+    check: Callable[[Any], None] | None = None
 
     def label_for(self, key: str, value: Any) -> str:
         found = self.value_label(key, value)
@@ -162,11 +165,12 @@ def resolve_config(
     config_path: str | Path | None = None,
     overrides: Iterable[tuple[str, Any] | str] = (),
     data: dict | None = None,
+    check: bool = False,
 ) -> RunConfig:
     """The validated config: experiment defaults < config file (or `data`) < overrides.
 
     Raises ConfigError (one line) for an unknown experiment, an unreadable file, an unknown key
-    or a bad value.
+    or a bad value; with `check`, also where the experiment's `check` refuses the config.
     """
     loaded = dict(data or {})
     if config_path is not None:
@@ -189,7 +193,10 @@ def resolve_config(
         if key == "experiment" and value != spec.name:
             raise ConfigError("the experiment cannot be changed with --set")
         set_key(resolved, key, value)
-    return validate(spec.config_class, resolved)
+    config = validate(spec.config_class, resolved)
+    if check and spec.check is not None:
+        spec.check(config)
+    return config
 
 
 # ----------------------------------------------------------------- shared by the plans

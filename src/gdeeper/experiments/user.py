@@ -21,9 +21,10 @@ Training counts epochs (`--epochs`, `training.batch_size`): epoch `e` visits the
 the order `numpy.random.default_rng([seed, 0, e]).permutation(n)`, as the image experiments do,
 so a resumed run sees exactly the batches the uninterrupted one would have.
 
-The user's module is imported when the config is validated (the working directory is on the
-import path, as for `python -m`), so a bad `MODULE:ATTR` is a one-line error before anything is
-written, in `gdeeper train` and in a sweep's planning alike.
+Validating a config checks only the form `MODULE:ATTR`: reading a run (plots, `gdeeper runs`,
+reports) never needs the user's code. `check` imports the module (the working directory is on
+the import path, as for `python -m`) and validates the `config_model`s; `gdeeper train` and
+sweep planning run it, so a bad `MODULE:ATTR` is a one-line error before anything is written.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import sys
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gdeeper.config import ConfigError, EpochTrainingConfig, RunConfig, Section, shorten
 from gdeeper.experiments import Experiment, Plan, register
@@ -46,13 +47,20 @@ DEFAULT_TRAINING = {"epochs": 10, "batch_size": 32}
 EXAMPLE = {"builder": "mypkg.models:build", "loader": "mypkg.data:load"}
 
 
+def split_target(text: str, key: str) -> tuple[str, str]:
+    """("package.module", "attribute") of "package.module:attribute"; ValueError (one line,
+    naming what is accepted) for anything else."""
+    example = EXAMPLE.get(key.split(".")[-1], "mypkg.module:function")
+    module_name, colon, attribute = str(text).partition(":")
+    if not colon or not module_name.strip() or not attribute.strip():
+        raise ValueError(f"expected MODULE:ATTRIBUTE (e.g. {example}), got {text!r}")
+    return module_name.strip(), attribute.strip()
+
+
 def resolve_target(text: str, key: str) -> Any:
     """The callable that `text` ("package.module:attribute") names; ValueError (one line, naming
     `key` and what is accepted) if it cannot be found or called."""
-    example = EXAMPLE.get(key.split(".")[-1], "mypkg.module:function")
-    module_name, colon, attribute = str(text).partition(":")
-    if not colon or not module_name or not attribute:
-        raise ValueError(f"expected MODULE:ATTRIBUTE (e.g. {example}), got {text!r}")
+    module_name, attribute = split_target(text, key)
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: a package in the folder is found
     try:
@@ -82,13 +90,24 @@ def _check_params(target, section: BaseModel, key: str) -> None:
     if schema is None:
         return
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        raise ValueError(f"{key}'s config_model must be a pydantic model class")
+        raise ConfigError(f"{key}: its config_model must be a pydantic model class")
     try:
         schema.model_validate(section.model_extra or {})
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join([key.split(".")[0], *(str(p) for p in first["loc"])])
-        raise ValueError(f"{where}: {shorten(first['msg'], 160)}") from None
+        if first["type"] == "extra_forbidden":
+            allowed = ", ".join([key.split(".")[-1], *schema.model_fields])
+            raise ConfigError(f"unknown config key {where!r} (allowed: {allowed})") from None
+        value = first.get("input")
+        shown = (
+            ""
+            if isinstance(value, dict) or first["type"] == "extra_forbidden"
+            else (f" = {shorten(repr(value))}")
+        )
+        raise ConfigError(
+            f"invalid config value {where}{shown}: {shorten(first['msg'], 160)}"
+        ) from None
 
 
 class UserModelConfig(Section):
@@ -99,8 +118,8 @@ class UserModelConfig(Section):
 
     @field_validator("builder")
     @classmethod
-    def _importable(cls, value: str) -> str:
-        resolve_target(value, "model.builder")
+    def _target(cls, value: str) -> str:
+        split_target(value, "model.builder")  # imported by `check`, not here (see module doc)
         return value
 
 
@@ -112,8 +131,8 @@ class UserDataConfig(Section):
 
     @field_validator("loader")
     @classmethod
-    def _importable(cls, value: str) -> str:
-        resolve_target(value, "data.loader")
+    def _target(cls, value: str) -> str:
+        split_target(value, "data.loader")
         return value
 
 
@@ -123,11 +142,20 @@ class UserConfig(RunConfig):
     data: UserDataConfig
     training: EpochTrainingConfig = EpochTrainingConfig(**DEFAULT_TRAINING)
 
-    @model_validator(mode="after")
-    def _params(self):
-        _check_params(resolve_target(self.model.builder, "model.builder"), self.model, "model")
-        _check_params(resolve_target(self.data.loader, "data.loader"), self.data, "data")
-        return self
+
+def check(config: UserConfig) -> None:
+    """The builder and loader can be imported and called, and their `config_model`s accept the
+    sections' keys; ConfigError (one line) otherwise. Run by `gdeeper train` (also with
+    `--print-config`) and when a sweep is planned, before anything is written."""
+    for key, text, section in (
+        ("model.builder", config.model.builder, config.model),
+        ("data.loader", config.data.loader, config.data),
+    ):
+        try:
+            target = resolve_target(text, key)
+        except ValueError as error:
+            raise ConfigError(f"invalid config value {key} = {text!r}: {error}") from None
+        _check_params(target, section, key)
 
 
 # --------------------------------------------------------------------------------------- data
@@ -164,7 +192,8 @@ def load_data(config: UserConfig):
 
 
 def prepare(config: UserConfig) -> None:
-    """Before the run directory is created: the data loads and has the expected form."""
+    """Before the run directory is created: `check`, and the data loads in the expected form."""
+    check(config)
     load_data(config)
 
 
@@ -220,6 +249,7 @@ register(
         run_label=run_label,
         x_axis="epoch",
         prepare=prepare,
+        check=check,
         defaults={"training": dict(DEFAULT_TRAINING)},  # kept by a partial training section
     )
 )
