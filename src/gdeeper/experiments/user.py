@@ -100,11 +100,7 @@ def _check_params(target, section: BaseModel, key: str) -> None:
             allowed = ", ".join([key.split(".")[-1], *schema.model_fields])
             raise ConfigError(f"unknown config key {where!r} (allowed: {allowed})") from None
         value = first.get("input")
-        shown = (
-            ""
-            if isinstance(value, dict) or first["type"] == "extra_forbidden"
-            else (f" = {shorten(repr(value))}")
-        )
+        shown = "" if isinstance(value, dict) else f" = {shorten(repr(value))}"
         raise ConfigError(
             f"invalid config value {where}{shown}: {shorten(first['msg'], 160)}"
         ) from None
@@ -188,7 +184,8 @@ def _load(config_json: str, loader: str):
 
 def load_data(config: UserConfig):
     """The run's arrays (cached: `prepare` and `plan` load them once)."""
-    return _load(config.model_dump_json(), config.data.loader)
+    # the backend is filled in after `prepare`: it must not make `plan` load a second time
+    return _load(config.model_dump_json(exclude={"backend"}), config.data.loader)
 
 
 def prepare(config: UserConfig) -> None:
