@@ -128,6 +128,7 @@ def test_report_targets_and_spearman(tmp_path):
     old = _cell(tmp_path / "dup-old", "xor-5", "random", 0, 0.1, 5)
     os.utime(old, (1, 1))  # an older duplicate of the newer cell below: dropped
     _cell(tmp_path / "dup-new", "xor-5", "random", 0, 0.7, 5)
+    _cell(tmp_path / "xor-g9", "xor-5", "gdeeper", 9, 0.1, 300, w=1.5)  # no grid at seed 9
     budget = {"w_cost_per_parameter": 1e-3}
     _cell(tmp_path / "budget", "spirals-20", "gdeeper", 0, 0.9, 100, w=0.5, **budget)
     _cell(tmp_path / "data", "xor-5", "gdeeper", 0, 0.7, 300, w=0.8, train_examples=10)
@@ -139,6 +140,7 @@ def test_report_targets_and_spearman(tmp_path):
     assert tasks["spirals-20"]["gap_pp"] == pytest.approx(0.3)
     assert tasks["spirals-20"]["accuracy_met"] and tasks["spirals-20"]["steps_met"] is True
     assert tasks["xor-5"]["gap_pp"] == pytest.approx(10.0) and not tasks["xor-5"]["accuracy_met"]
+    assert tasks["xor-5"]["seeds"] == [0, 1]  # compared on the seeds both methods ran
     assert tasks["xor-5"]["step_share"] == pytest.approx(1 / 3) and not tasks["xor-5"]["steps_met"]
     assert out["targets"]["spirals"]["per_seed"] == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
     assert out["targets"]["spirals"]["met"] is True
