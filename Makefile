@@ -63,8 +63,9 @@ reproduce-fashion: $(STAMP)
 
 # The depth study (docs/depth-study.md): gdeeper against a fixed-depth grid and KerasTuner on
 # 9 tasks x 3 seeds (108 cells), the depth budget and depth against data, then the tables
-# (docs/results/depth-study/) and figures (docs/figures/depth_study_*.png). On 2 shared CPU
-# cores one seed of the main sweep took about 35 minutes; `--executor ray` spreads it.
+# (docs/results/depth-study/) and figures (docs/figures/depth_study_*.png). Measured here, on 2
+# CPU cores shared with other jobs: seed 0 of the main sweep (36 cells) took 44 minutes, so all
+# 108 cells take about 2 hours on such a machine; `--executor ray` spreads them.
 depth-study: $(STAMP)
 	$(BIN)/gdeeper sweep configs/depth_study.yaml
 	$(BIN)/gdeeper sweep configs/depth_study_budget.yaml

@@ -180,6 +180,7 @@ def plot_compute(table: pd.DataFrame, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tasks = list(dict.fromkeys(table["task"]))
     cols = 3
@@ -198,6 +199,7 @@ def plot_compute(table: pd.DataFrame, path: Path) -> None:
                 capsize=3,
             )
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # no crowded labels
         ax.set_title(task)
         ax.set_xlabel("total training steps")
         ax.set_ylabel("test accuracy %")
