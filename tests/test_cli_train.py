@@ -215,7 +215,8 @@ def test_cli_train_nan_loss_is_caught_by_the_runner(tmp_path, monkeypatch):
 ERROR_CASES = [
     (
         ["train", "mnistx"],
-        "unknown experiment 'mnistx' (known: digits, fashion-mnist, mnist, spirals, user, xor)",
+        "unknown experiment 'mnistx' (known: depth-study, digits, fashion-mnist, mnist, spirals, "
+        "user, xor)",
     ),
     (["train", "xor", "--set", "model.unitz=3"], "unknown config key 'model.unitz' (allowed:"),
     (["train", "xor", "--set", "model.units=many"], "model.units = 'many'"),
