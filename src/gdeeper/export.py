@@ -18,6 +18,7 @@ from gdeeper.layer import GInfinity
 from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
 from gdeeper.regularizers import GammaRegularizedBatchNorm
 from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.width import GrowingWidth
 
 # gdeeper layer classes and the plain Keras layer each one is exported as (same weights, same
 # inference; only gdeeper's training penalty differs).
@@ -105,6 +106,8 @@ def to_fixed_depth(model: keras.Model) -> keras.Model:
     the sub-layers (penalties that only mean something under the gate) and any gdeeper
     regularizer are dropped; all weights are copied. The result has the same inference
     predictions, is not compiled, and loads with `keras.saving.load_model` without gdeeper.
+    A width layer (`GrowingDense`, `GrowingConv2D`) becomes a nested model of its `ceil(w k)`
+    active units and its readout, with the gates folded into the readout's kernel.
 
     Args:
         model: a Functional or Sequential model (meta-layers may sit in nested models).
@@ -117,6 +120,8 @@ def to_fixed_depth(model: keras.Model) -> keras.Model:
     def clone(layer):
         if isinstance(layer, GInfinity):
             return _fixed_meta_layer(layer, copies)
+        if isinstance(layer, GrowingWidth):
+            return layer.to_plain()  # its weights are set already
         plain = _plain_layer(layer, drop_regularizers=False)
         copies.append((layer, plain))
         return plain

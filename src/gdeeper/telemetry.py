@@ -8,6 +8,10 @@ import keras
 
 from gdeeper import _keras
 from gdeeper.layer import GInfinity
+from gdeeper.width import GrowingWidth
+
+# Layers whose size follows a trainable `w` between steps (depth, or width in units).
+_META_TYPES = (GInfinity, GrowingWidth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,10 +31,11 @@ class DepthInfo:
 
 
 def meta_layers(model: keras.layers.Layer) -> list[GInfinity]:
-    """Every `GInfinity` inside `model` (itself included), in model order."""
-    if isinstance(model, GInfinity):
+    """Every `GInfinity` (and width layer: `GrowingDense`, `GrowingConv2D`) inside `model`
+    (itself included), in model order."""
+    if isinstance(model, _META_TYPES):
         return [model]
-    return [layer for layer in _keras.flatten_layers(model) if isinstance(layer, GInfinity)]
+    return [layer for layer in _keras.flatten_layers(model) if isinstance(layer, _META_TYPES)]
 
 
 def _sync_jax_state(model) -> None:
