@@ -147,3 +147,169 @@ def test_geometric_merge_gradients(wrt):
 
     expected = numeric_derivative(numpy_fn, point[wrt])
     assert scalar_derivative(backend_fn, point[wrt]) == pytest.approx(expected, rel=1e-3)
+
+
+# ----------------------------------------------------------------- the options of GInfinity
+def small_model(w_init=1.6, **options):
+    import keras
+
+    from gdeeper import GInfinity
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4,))
+    layer = GInfinity(keras.layers.Dense(4), w_init=w_init, seed=1, name="g", **options)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="out")(layer(inputs)))
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    return model
+
+
+def data(samples=64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(samples, 4)).astype("float32")
+    return x, (x[:, :1] * x[:, 1:2]).astype("float32")
+
+
+OPTIONS = [
+    {"stretch": "trainable", "alpha": 2.0},
+    {"penalty_factor": "step", "block_regularizer": 0.01},
+    {"penalty_factor": "smooth_step", "block_regularizer": 0.01},
+    {"merge": "geometric"},
+]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"stretch": "learned"}, {"penalty_factor": "hard"}, {"merge": "x"}]
+)
+def test_options_refuse_bad_values(bad):
+    from gdeeper import GInfinity
+
+    ((argument, value),) = bad.items()
+    with pytest.raises(ValueError, match=f"{argument} must be one of .* got {argument}='{value}'"):
+        GInfinity(_dense(), name="g", **bad)
+
+
+def _dense():
+    import keras
+
+    return keras.layers.Dense(4)
+
+
+def test_defaults_and_configs_without_the_new_keys():
+    from gdeeper import GInfinity
+
+    layer = GInfinity(_dense(), name="g")
+    config = layer.get_config()
+    assert (config["stretch"], config["penalty_factor"], config["merge"]) == (
+        "fixed",
+        "gate",
+        "residual",
+    )
+    for key in ("stretch", "penalty_factor"):  # a config saved before these options existed
+        del config[key]
+    old = GInfinity.from_config(config)
+    assert old.stretch == "fixed" and old.penalty_factor == "gate"
+
+
+def np_layer_output(model, x):
+    """The meta-layer (Dense block, relu h) and the readout, by hand from the model's weights."""
+    from keras import ops as o
+
+    layer = model.get_layer("g")
+    w, a = layer.read_w(), layer.read_stretch()
+    g = x
+    for index in range(layer.computed_depth):
+        dense = layer.sublayers[index].block_layers[0]
+        f = g @ o.convert_to_numpy(dense.kernel) + o.convert_to_numpy(dense.bias)
+        gate = np_delta(index, w, a)
+        if layer.merge == "geometric":
+            g = np_geometric(g, f, gate)
+        else:
+            g = g + f * gate
+        g = np.maximum(g, 0)
+    out = model.get_layer("out")
+    return g @ o.convert_to_numpy(out.kernel) + o.convert_to_numpy(out.bias)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(map(str, o.values())))
+def test_option_trains_matches_formula_and_round_trips(tmp_path, options):
+    import gdeeper
+
+    model = small_model(**options)
+    x, y = data()
+    layer = model.get_layer("g")
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(x)), np_layer_output(model, x), rtol=1e-4, atol=1e-5
+    )
+    start = (layer.read_w(), layer.read_stretch())
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[gdeeper.DepthCallback()])
+    assert layer.read_w() != start[0]
+    if options.get("stretch") == "trainable":
+        assert layer.read_stretch() != pytest.approx(start[1], abs=1e-6)  # a is learned
+        assert layer.read_stretch() > 0
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(x)), np_layer_output(model, x), rtol=1e-4, atol=1e-5
+    )
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = gdeeper.load_model(path)
+    twin = loaded.get_layer("g")
+    assert twin.get_config() == layer.get_config()
+    assert twin.read_stretch() == pytest.approx(layer.read_stretch())
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(x)), ops.convert_to_numpy(model(x)), atol=1e-6
+    )
+    history = loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    if options.get("merge") != "geometric":
+        plain = gdeeper.to_fixed_depth(model)
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(plain(x)), ops.convert_to_numpy(model(x)), rtol=1e-4, atol=1e-5
+        )
+    else:
+        with pytest.raises(ValueError, match="merge='geometric'"):
+            gdeeper.to_fixed_depth(model)
+
+
+@pytest.mark.parametrize("kind", ["gate", "step", "smooth_step"])
+def test_penalty_factor_scales_each_sub_layers_penalty(kind):
+    w = 2.04  # delta_0, delta_1 open; delta_2 just open (0.039): ramp of the smooth step
+    model = small_model(w_init=w, penalty_factor=kind, block_regularizer=0.01, w_regularizer=None)
+    layer = model.get_layer("g")
+    x, _ = data(8)
+    model(x)
+    kernels = [ops.convert_to_numpy(b.block_layers[0].kernel) for b in layer.sublayers]
+    expected = 0.0
+    for index in range(layer.computed_depth):
+        d = np_delta(index, w, 1.0)
+        factor = {
+            "gate": np_delta(index + 1e-7, w, 1.0),
+            "step": float(d > 0),
+            "smooth_step": np_smooth_step(d),
+        }[kind]
+        expected += factor * 0.01 * np.sum(kernels[index] ** 2)
+    losses = [float(ops.convert_to_numpy(loss)) for loss in layer.losses]
+    assert len(losses) == 1
+    assert losses[0] == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("experiment", ["xor", "digits"])
+def test_experiment_configs_pass_the_options_to_every_meta_layer(experiment):
+    from gdeeper.experiments import get_experiment, resolve_config
+    from gdeeper.telemetry import meta_layers
+
+    overrides = [
+        "model.stretch=trainable",
+        "model.penalty_factor=smooth_step",
+        "model.merge=geometric",
+    ]
+    config = resolve_config(experiment, overrides=overrides)
+    module = __import__(get_experiment(experiment).plan.__module__, fromlist=["build_model"])
+    shape = {"xor": (), "digits": ((8, 8, 1), 10)}[experiment]
+    layers = meta_layers(module.build_model(config, *shape))
+    assert layers
+    for layer in layers:
+        assert (layer.stretch, layer.penalty_factor, layer.merge) == (
+            "trainable",
+            "smooth_step",
+            "geometric",
+        )

@@ -61,13 +61,18 @@ def _gate_values(layer: GInfinity, depth: int) -> list[np.float32]:
     """`delta_w(i)` for i < depth, computed with the same ops and dtype as the layer's call."""
     w = ops.cast(ops.convert_to_tensor(layer.read_w()), layer.compute_dtype)
     return [
-        np.float32(ops.convert_to_numpy(delta(float(index), w, layer.alpha)))
+        np.float32(ops.convert_to_numpy(delta(float(index), w, layer.read_stretch())))
         for index in range(depth)
     ]
 
 
 def _fixed_meta_layer(layer: GInfinity, copies: list) -> keras.Model:
     """The meta-layer as a Functional model of its active sub-layers with constant gates."""
+    if layer.merge == "geometric":
+        raise ValueError(
+            f"to_fixed_depth: GInfinity '{layer.name}' uses merge='geometric', which has no "
+            "plain Keras equivalent; keep the gdeeper model (gdeeper.prune shrinks it)"
+        )
     depth = layer.active_depth_for(layer.read_w())
     gates = _gate_values(layer, depth)
     h = keras.activations.serialize(layer._h) if layer.h_identifier is not None else "linear"

@@ -3,6 +3,7 @@
     g_0 = x
     g_{i+1} = h(g_i + f_i(g_i) * delta_w(i))            (merge="residual")
     g_{i+1} = h(g_i * (1 - delta_w(i)) + f_i(g_i) * delta_w(i))   (merge="blend")
+    g_{i+1} = h(g_i * sqrt(f_i(g_i)^2 + eps) ^ delta_w(i))        (merge="geometric")
     output = h(g_k),  k = max(0, ceil(w))
 
 Only the sub-layers that can influence the output are evaluated: the trace uses a Python-int
@@ -25,9 +26,11 @@ from keras import ops
 
 from gdeeper import _keras
 from gdeeper.block import BlockTemplate, _Block
-from gdeeper.gate import delta, shifted_delta
+from gdeeper.gate import PENALTY_FACTORS, delta, geometric_merge, penalty_factor, stretch_init
+from gdeeper.gate import stretch as softplus_stretch
 
-MERGES = ("residual", "blend")
+MERGES = ("residual", "blend", "geometric")
+STRETCHES = ("fixed", "trainable")
 # Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
 _NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
 # Bumped whenever any meta-layer's variables change, so cached variable indexes can tell.
@@ -89,14 +92,22 @@ class GInfinity(keras.layers.Layer):
         w_regularizer: L2 factor `lambda_w` for `lambda_w * w^2`, or any Keras regularizer.
         block_regularizer: a regularizer applied to the weights chosen by `penalize`. Any
             regularizer the block's own layers carry is applied as well. Every such penalty is
-            multiplied by the sub-layer's gate `delta_w(i + eps)`.
+            multiplied by the sub-layer's `penalty_factor` (the gate `delta_w(i + eps)`).
         penalize: which weights `block_regularizer` applies to: "last" (the main weight of the
             last parametrised layer: gamma for normalisation layers, else kernel), "all", or a
             list of weight names such as ["kernel", "gamma"].
-        merge: "residual" (default) or "blend" (the original's `res_net_like=False`).
+        merge: "residual" (default), "blend" (the original's `res_net_like=False`) or
+            "geometric" (`g * sqrt(f^2 + eps)^delta`, the report's proposal; docs/variants.md).
         chunk: sub-layers are allocated this many at a time.
         max_depth: the most sub-layers this meta-layer may allocate; passing it is an error.
-        alpha: the gate's stretch `a` in `ReLU(1 - exp(a (x - w)))`.
+        alpha: the gate's stretch `a` in `ReLU(1 - exp(a (x - w)))` (its initial value when
+            the stretch is trained).
+        stretch: "fixed" (default) keeps `a = alpha`; "trainable" learns `a = softplus(b)`, a
+            variable `b` of this layer initialised so that `a = alpha`.
+        penalty_factor: what multiplies a sub-layer's weight penalty: "gate" (default,
+            `delta_w(i + eps)`), "step" (1 as soon as `delta_w(i) > 0`) or "smooth_step"
+            (`t^2 (3 - 2t)`, `t = min(delta_w(i) / 0.1, 1)`); all are 0 with a 0 derivative
+            at `w = i`.
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
@@ -142,6 +153,8 @@ class GInfinity(keras.layers.Layer):
         chunk: int = 5,
         max_depth: int = 1000,
         alpha: float = 1.0,
+        stretch: str = "fixed",
+        penalty_factor: str = "gate",
         lookahead: float = 0.05,
         hysteresis: float = 0.25,
         seed: int | None = None,
@@ -160,6 +173,13 @@ class GInfinity(keras.layers.Layer):
             ("chunk", chunk, _is_int(chunk) and chunk >= 1, "an integer >= 1"),
             ("max_depth", max_depth, _is_int(max_depth) and max_depth >= 1, "an integer >= 1"),
             ("alpha", alpha, _is_number(alpha) and alpha > 0, "a number > 0"),
+            ("stretch", stretch, stretch in STRETCHES, f"one of {STRETCHES}"),
+            (
+                "penalty_factor",
+                penalty_factor,
+                penalty_factor in PENALTY_FACTORS,
+                f"one of {PENALTY_FACTORS}",
+            ),
             ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
             ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
             ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
@@ -192,6 +212,8 @@ class GInfinity(keras.layers.Layer):
         self.chunk = chunk
         self.max_depth = max_depth
         self.alpha = float(alpha)
+        self.stretch = stretch
+        self.penalty_factor = penalty_factor
         self.lookahead = float(lookahead)
         self.hysteresis = float(hysteresis)
         self.seed = seed
@@ -231,6 +253,8 @@ class GInfinity(keras.layers.Layer):
                 "chunk": self.chunk,
                 "max_depth": self.max_depth,
                 "alpha": self.alpha,
+                "stretch": self.stretch,
+                "penalty_factor": self.penalty_factor,
                 "lookahead": self.lookahead,
                 "hysteresis": self.hysteresis,
                 "seed": self.seed,
@@ -265,6 +289,13 @@ class GInfinity(keras.layers.Layer):
             regularizer=self.w_regularizer,
             trainable=True,
         )
+        if self.stretch == "trainable":  # a = softplus(b) > 0; created after w (saved order)
+            self.stretch_b = self.add_weight(
+                name="stretch_b",
+                shape=(),
+                initializer=keras.initializers.Constant(stretch_init(self.alpha)),
+                trainable=True,
+            )
         needed = self.active_depth_for(self.w_init)
         if needed > self.max_depth:
             raise DepthLimitError(
@@ -479,6 +510,12 @@ class GInfinity(keras.layers.Layer):
     def read_w(self) -> float:
         return float(self.w.value)  # no NumPy conversion: TF tensors warn under NumPy 2
 
+    def read_stretch(self) -> float:
+        """The gate's current stretch `a`: `alpha`, or `softplus(b)` when it is trained."""
+        if self.stretch == "fixed":
+            return self.alpha
+        return float(softplus_stretch(ops.cast(self.stretch_b, "float32")))
+
     @staticmethod
     def active_depth_for(w: float) -> int:
         return max(0, math.ceil(w))
@@ -571,19 +608,26 @@ class GInfinity(keras.layers.Layer):
         self._check_steered(training)
         w = ops.cast(self.w, self.compute_dtype)
         w_float32 = ops.cast(self.w, "float32")  # penalties stay in float32 under mixed precision
+        alpha = alpha_float32 = self.alpha
+        if self.stretch == "trainable":
+            alpha_float32 = softplus_stretch(ops.cast(self.stretch_b, "float32"))
+            alpha = ops.cast(alpha_float32, self.compute_dtype)
         x = inputs
         penalty = None
         for index in range(self._computed_depth):
-            gate = delta(float(index), w, self.alpha)
+            gate = delta(float(index), w, alpha)
             update = self.sublayers[index](x, training=training)
             if self.merge == "residual":
                 x = x + update * gate
+            elif self.merge == "geometric":
+                x = geometric_merge(x, update, gate)
             else:
                 x = x * (1.0 - gate) + update * gate
             x = self._h(x)
             if self._penalties[index]:
                 term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
-                term = shifted_delta(index, w_float32, self.alpha) * ops.cast(term, "float32")
+                factor = penalty_factor(self.penalty_factor, index, w_float32, alpha_float32)
+                term = factor * ops.cast(term, "float32")
                 penalty = term if penalty is None else penalty + term
         if self._computed_depth == 0:
             x = self._h(x)
@@ -598,5 +642,5 @@ class GInfinity(keras.layers.Layer):
     def parameter_counts(self, w: float | None = None) -> tuple[int, int]:
         """(parameters in use, allocated but unused) for the current or given `w`."""
         active = self.active_depth_for(self.read_w() if w is None else w)
-        in_use = sum(self._block_sizes[:active]) + 1
+        in_use = sum(self._block_sizes[:active]) + 1 + (self.stretch == "trainable")
         return in_use, sum(self._block_sizes[active:])
