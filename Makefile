@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench reliability reproduce-xor reproduce-mnist reproduce-fashion clean
+.PHONY: venv xor test lint format bench reliability variants reproduce-xor reproduce-mnist reproduce-fashion clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,16 @@ clean:
 
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python run_all.py
+
+# The report's variants against the default gate (docs/variants.md): XOR n = 2, 5, 8 and spirals
+# phase 10, 30 under JAX, digits under TensorFlow, 3 seeds, cut protocol; then its tables and
+# figures. Resumable: runs already in docs/results/variants/*.jsonl are skipped.
+VARIANTS_OUT := docs/results/variants
+variants: $(STAMP)
+	KERAS_BACKEND=jax $(BIN)/python bench/variants.py --tasks xor2 xor5 xor8 --out $(VARIANTS_OUT)/xor.jsonl
+	KERAS_BACKEND=jax $(BIN)/python bench/variants.py --tasks spirals10 spirals30 --out $(VARIANTS_OUT)/spirals.jsonl
+	KERAS_BACKEND=tensorflow $(BIN)/python bench/variants.py --tasks digits --out $(VARIANTS_OUT)/digits.jsonl
+	$(BIN)/python bench/plot_variants.py $(VARIANTS_OUT) --figures docs/figures
 
 # The reliability corpus (docs/reliability.md): bad arguments, configs, data files, run
 # directories, model files, signals and concurrent sessions, each a real `gdeeper` process;
