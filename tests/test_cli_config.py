@@ -114,7 +114,7 @@ def test_cli_config_file_errors(tmp_path):
 def test_cli_unknown_experiment_names_the_known_ones():
     assert (
         error_of("mnistt")
-        == "unknown experiment 'mnistt' (known: digits, fashion-mnist, mnist, xor)"
+        == "unknown experiment 'mnistt' (known: digits, fashion-mnist, mnist, spirals, user, xor)"
     )
     assert "no experiment given" in error_of(None)
 

@@ -213,7 +213,10 @@ def test_cli_train_nan_loss_is_caught_by_the_runner(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------- errors
 ERROR_CASES = [
-    (["train", "mnistx"], "unknown experiment 'mnistx' (known: digits, fashion-mnist, mnist, xor)"),
+    (
+        ["train", "mnistx"],
+        "unknown experiment 'mnistx' (known: digits, fashion-mnist, mnist, spirals, user, xor)",
+    ),
     (["train", "xor", "--set", "model.unitz=3"], "unknown config key 'model.unitz' (allowed:"),
     (["train", "xor", "--set", "model.units=many"], "model.units = 'many'"),
     (["train", "xor", "--active", "9"], "data.active (9) must be <= data.inputs (8)"),

@@ -22,6 +22,7 @@ from rich.table import Table
 from gdeeper.cli import common
 from gdeeper.cli.common import _check_backend, _command, _fail
 from gdeeper.cli.data import data_app
+from gdeeper.cli.runs import compare, runs
 from gdeeper.cli.sweep import sweep
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
@@ -46,6 +47,7 @@ def _overrides(
     backend: str | None,
     sets: list[str] | None,
     images: dict | None = None,
+    phase: float | None = None,
 ) -> list:
     from gdeeper.config import parse_assignment
 
@@ -64,9 +66,34 @@ def _overrides(
         if experiment not in (None, "xor"):
             raise ConfigError("--active applies to the xor experiment only")
         items.append(("data.active", active))
+    if phase is not None:
+        if experiment not in (None, "spirals"):
+            raise ConfigError("--phase applies to the spirals experiment only")
+        items.append(("data.phase", phase))
     if backend is not None:
         items.append(("backend", backend))
     return items
+
+
+def _user_model(
+    experiment: str | None, model: str | None, data: str | None
+) -> tuple[str | None, list[str]]:
+    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L."""
+    if model is None:
+        return experiment, []
+    if experiment not in (None, "user"):
+        raise ConfigError(f"--model runs your own model (experiment user), not {experiment!r}")
+    if data is None:
+        raise ConfigError("--model needs --data MODULE:ATTR too (your loader; README)")
+    return "user", [f"model.builder={model}", f"data.loader={data}"]
+
+
+def _print_config(resolved) -> None:
+    """`--print-config`: the resolved config as YAML on stdout; nothing is written."""
+    from gdeeper.config import dump_yaml
+
+    typer.echo(dump_yaml(resolved), nl=False)
+    raise typer.Exit(0)
 
 
 # -------------------------------------------------------------------------------------- train
@@ -80,13 +107,22 @@ def train(
     steps: Annotated[int | None, typer.Option(help="xor: training steps")] = None,
     epochs: Annotated[int | None, typer.Option(help="images: training epochs")] = None,
     data: Annotated[
-        Path | None, typer.Option(help="images: a dataset .npz or a folder of IDX files")
+        str | None,
+        typer.Option(
+            help="images: a dataset .npz or a folder of IDX files; with --model: your loader, "
+            "MODULE:ATTR"
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="your own builder, MODULE:ATTR (the user experiment; README)"),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="images: train on N training images")] = None,
     order: Annotated[
         str | None, typer.Option(help="images: dropout-bn (the original) or bn-dropout")
     ] = None,
     active: Annotated[int | None, typer.Option(help="xor: number of active inputs")] = None,
+    phase: Annotated[float | None, typer.Option(help="spirals: difficulty (0 to 30)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of data and weights")] = None,
     backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
     out: Annotated[Path, typer.Option(help="output root")] = Path("outputs"),
@@ -102,6 +138,10 @@ def train(
         Path | None, typer.Option(hidden=True, help="exact (new) run directory")
     ] = None,
     quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
+    print_config: Annotated[
+        bool,
+        typer.Option("--print-config", help="print the resolved config (YAML) and exit"),
+    ] = False,
 ) -> None:
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/."""
     from gdeeper.runner import resume as resumes
@@ -113,8 +153,11 @@ def train(
     created = False
     try:
         _check_backend(backend)
+        experiment, user_sets = _user_model(experiment, model, data)
+        if user_sets:
+            data, sets = None, [*user_sets, *(sets or [])]
         if resume is not None:
-            fixed = (config, seed, active, data, limit, order)
+            fixed = (config, seed, active, phase, data, limit, order)
             if sets or any(value is not None for value in fixed):
                 raise ConfigError(
                     "--resume continues a run with its own config; only --steps may change "
@@ -135,6 +178,10 @@ def train(
                     f"{resume} was trained with the {resolved.backend} backend, not {backend}"
                 )
             target = Path(resume)
+            if print_config:
+                from gdeeper.experiments import resolve_config
+
+                _print_config(resolve_config(None, data=resolved.model_dump(), check=True))
         else:
             from gdeeper.experiments import get_experiment, resolve_config
 
@@ -144,8 +191,10 @@ def train(
                 "data.limit": limit,
                 "model.order": order,
             }
-            items = _overrides(experiment, steps, seed, active, backend, sets, images)
-            resolved = resolve_config(experiment, config, items)
+            items = _overrides(experiment, steps, seed, active, backend, sets, images, phase)
+            resolved = resolve_config(experiment, config, items, check=True)
+            if print_config:
+                _print_config(resolved)
             label = get_experiment(resolved.experiment).run_label(resolved)
             if run_dir is not None:
                 target = run_dir
@@ -201,12 +250,17 @@ def train(
 
 
 app.command()(sweep)  # cli/sweep.py
+app.command()(runs)  # cli/runs.py
+app.command()(compare)
 
 
 # --------------------------------------------------------------------------------------- plot
 @app.command()
 def plot(
-    path: Annotated[Path, typer.Argument(help="a run or sweep directory")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="a run or sweep directory; none: the newest under outputs/"),
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="png or svg")] = "png",
     reference: Annotated[
         bool, typer.Option("--reference", help="add the original study's curves, dashed")
@@ -218,6 +272,13 @@ def plot(
     from gdeeper.runner.rundir import is_sweep_dir
 
     try:
+        if path is None:  # the bare command: the newest run or sweep
+            from gdeeper.runner.runs import newest
+
+            path = newest(Path("outputs"))
+            typer.echo(
+                f"gdeeper: plotting the newest run or sweep under outputs/: {path}", err=True
+            )
         written = plot_path(path, format, reference)
         if is_sweep_dir(path):
             summarize_sweep(path)

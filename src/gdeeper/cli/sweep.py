@@ -14,11 +14,39 @@ from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
 from gdeeper.runner.display import print_sweep_plan
 
+DEFAULT_SPEC = "xor_reproduce.yaml"
+
+
+def default_spec() -> Path:
+    """The spec a bare `gdeeper sweep` runs: the XOR study, shipped as package data."""
+    from importlib import resources
+
+    return Path(str(resources.files("gdeeper").joinpath("specs", DEFAULT_SPEC)))
+
+
+def _check_runs(plan) -> None:
+    """The experiment's own `check` of every planned run (e.g. that a user's builder imports):
+    a run it refuses is recorded as invalid, as a refused config is; all refused: one line."""
+    from gdeeper.experiments import get_experiment
+
+    for run in plan.runs:
+        check = get_experiment(run.config.experiment).check if run.config else None
+        if check is not None:
+            try:
+                check(run.config)
+            except ConfigError as error:
+                run.config, run.error = None, str(error)
+    if plan.runs and all(run.error for run in plan.runs):
+        raise ConfigError(plan.runs[0].error)
+
 
 # -------------------------------------------------------------------------------------- sweep
 def sweep(
     ctx: typer.Context,
-    spec: Annotated[Path | None, typer.Argument(help="sweep spec (YAML)")] = None,
+    spec: Annotated[
+        Path | None,
+        typer.Argument(help="sweep spec (YAML); none: the original XOR study (27 runs)"),
+    ] = None,
     seeds: Annotated[
         str | None, typer.Option(help="seeds per point: a count (3) or a list (0,4,7)")
     ] = None,
@@ -102,8 +130,13 @@ def sweep(
                 "--resume continues a sweep with its own spec: drop SPEC, --seeds, --set, "
                 "--steps and --backend"
             )
-        if resume is None and spec is None:
-            raise ConfigError("give a sweep spec (e.g. configs/xor_sweep.yaml) or --resume DIR")
+        if resume is None and spec is None:  # the bare command: the original XOR study
+            spec = default_spec()
+            typer.echo(
+                f"gdeeper: no sweep spec given: the original XOR study ({spec.name}, "
+                "packaged with gdeeper; configs/xor_reproduce.yaml is a copy to edit)",
+                err=True,
+            )
         plan = sweep_spec.plan_sweep(
             spec,
             resume_dir=resume,
@@ -112,6 +145,7 @@ def sweep(
             workers=workers,
             executor=executor,
         )
+        _check_runs(plan)
     except ConfigError as error:
         raise _fail(str(error)) from None
 

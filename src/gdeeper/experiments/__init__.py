@@ -8,7 +8,9 @@ data, model builder, training plan and reference curves, and that registers itse
 Every module of this package whose name does not start with "_" is imported on the first
 lookup, so adding an experiment means adding one module (and a YAML under configs/). The modules
 import only numpy and pydantic at the top (Keras inside `plan` and the builders): listing the
-experiments and validating configs stays free of Keras. `plan` returns a `Plan`:
+experiments and validating configs stays free of Keras. Third-party packages add experiments
+through the entry-point group `gdeeper.experiments`; a user's own builder and loader run as the
+`user` experiment (`experiments/user.py`). `plan` returns a `Plan`:
 
     plan(config, initial_epoch: int, model: keras.Model | None) -> Plan
 
@@ -24,8 +26,9 @@ import dataclasses
 import functools
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable, Iterable
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,9 @@ class Experiment:
     # Checks that a run can start (e.g. loads its dataset) before anything is written:
     # (config) -> None, raising ConfigError (one line) if it cannot.
     prepare: Callable[[Any], None] | None = None
+    # Cheap checks of a config beyond its validation (e.g. that the user's code imports), run
+    # by `resolve_config(..., check=True)` (train, sweep planning), not when a run is read.
+    check: Callable[[Any], None] | None = None
 
     def label_for(self, key: str, value: Any) -> str:
         found = self.value_label(key, value)
@@ -98,11 +104,34 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
+ENTRY_POINT_GROUP = "gdeeper.experiments"
+
+
 @functools.lru_cache(maxsize=1)
 def _discover() -> None:
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _register_entry_point(entry)
+
+
+def _register_entry_point(entry) -> None:
+    """A third-party package's experiment: its entry point names an `Experiment`, a function
+    returning one, or a module that calls `register` itself. A broken one is named on stderr
+    and skipped, so that it cannot take the built-in experiments down with it."""
+    try:
+        found = entry.load()
+        if callable(found) and not isinstance(found, Experiment):
+            found = found()
+        if isinstance(found, Experiment):
+            register(found)
+    except Exception as error:
+        text = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+        print(
+            f"gdeeper: warning: experiment entry point {entry.name!r} skipped: {text}",
+            file=sys.stderr,
+        )
 
 
 def registered() -> dict[str, Experiment]:
@@ -136,11 +165,12 @@ def resolve_config(
     config_path: str | Path | None = None,
     overrides: Iterable[tuple[str, Any] | str] = (),
     data: dict | None = None,
+    check: bool = False,
 ) -> RunConfig:
     """The validated config: experiment defaults < config file (or `data`) < overrides.
 
     Raises ConfigError (one line) for an unknown experiment, an unreadable file, an unknown key
-    or a bad value.
+    or a bad value; with `check`, also where the experiment's `check` refuses the config.
     """
     loaded = dict(data or {})
     if config_path is not None:
@@ -163,7 +193,10 @@ def resolve_config(
         if key == "experiment" and value != spec.name:
             raise ConfigError("the experiment cannot be changed with --set")
         set_key(resolved, key, value)
-    return validate(spec.config_class, resolved)
+    config = validate(spec.config_class, resolved)
+    if check and spec.check is not None:
+        spec.check(config)
+    return config
 
 
 # ----------------------------------------------------------------- shared by the plans

@@ -100,10 +100,13 @@ def print_sweep_plan(plan, console: Console | None = None) -> None:
     table.add_column("run")
     for key in [*keys, "seed"]:
         table.add_column(key, justify="right")
-    table.add_column("steps", justify="right")
+    # image and user runs are counted in epochs, xor runs in steps
+    trainings = [getattr(run.config, "training", None) for run in plan.runs if run.config]
+    unit = "epochs" if trainings and hasattr(trainings[0], "epochs") else "steps"
+    table.add_column(unit, justify="right")
     total = 0
     for run in plan.runs:
-        run_steps = getattr(getattr(run.config, "training", None), "steps", None)
+        run_steps = getattr(getattr(run.config, "training", None), unit, None)
         total += run_steps or 0
         table.add_row(
             run.name,
@@ -114,7 +117,7 @@ def print_sweep_plan(plan, console: Console | None = None) -> None:
     workers = plan.spec.workers or os.cpu_count() or 1
     invalid = [run for run in plan.runs if run.error]
     console.print(
-        f"{len(plan.runs)} runs, {total} steps in all, {workers} workers"
+        f"{len(plan.runs)} runs, {total} {unit} in all, {workers} workers"
         + (f"; {len(invalid)} invalid (recorded, not run)" if invalid else ""),
         highlight=False,
     )

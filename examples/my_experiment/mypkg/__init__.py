@@ -1,0 +1,1 @@
+"""An example of your own experiment in gdeeper's runner (see ../README.md)."""

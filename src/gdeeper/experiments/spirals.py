@@ -1,0 +1,182 @@
+"""Two-arm spirals of rising difficulty: the protocol of Unbounded Depth Neural Networks
+(Nazaret & Blei, ICML 2022), as the experiment "spirals".
+
+Data: `t ~ U(-1, 1)`, `t <- sign(t) sqrt(|t|)`, `omega = phase * pi / 2 * |t|`,
+`xy = (t cos omega, t sin omega) + N(0, 0.02^2)`, label `t >= 0`. The training, validation and
+test sets (1,024 points each) are drawn with `numpy.random.default_rng(seed)`, `seed + 1` and
+`seed + 2`. The phase is the difficulty: 0 is two straight half-lines, 30 is 7.5 turns.
+
+Network (`gdeeper.experiments.mlp`): Dense(8, relu) -> GInfinity of Dense(8) blocks with
+`h = relu` -> Dense(1, sigmoid); `model.fixed_depth: L` replaces the meta-layer with L plain
+residual blocks (the fixed-depth baseline). Adam at 0.005, batches of 256 as UDN. UDN trained up
+to 4,000 epochs (16,000 steps of 256); that is the default here.
+
+Training step `s` belongs to epoch `s // 4` (1,024 / 256), which visits the training set in the
+order `default_rng([seed, 0, epoch]).permutation(1024)`: a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from gdeeper.config import (
+    Float,
+    Int,
+    OptimizerConfig,
+    RunConfig,
+    Section,
+    StepTrainingConfig,
+    check_w_init,
+)
+from gdeeper.experiments import Experiment, Plan, make_optimizer, register
+
+
+# ------------------------------------------------------------------------------------- config
+class SpiralsDataConfig(Section):
+    phase: Float = Field(20.0, ge=0, le=1000, description="difficulty (UDN: 0, 2, ..., 30)")
+    train: Int = Field(1024, ge=1, description="training points")
+    val: Int = Field(1024, ge=1, description="validation points")
+    test: Int = Field(1024, ge=1, description="test points")
+    noise: Float = Field(0.02, ge=0, description="standard deviation of the Gaussian noise")
+
+
+class SpiralsModelConfig(Section):
+    width: Int = Field(8, ge=1)
+    fixed_depth: Int | None = Field(
+        None, ge=0, description="null: gdeeper learns the depth; L: L plain residual blocks"
+    )
+    w_init: Float = 1.0
+    w_penalty: Float = Field(1e-3, ge=0)
+    chunk: Int = Field(5, ge=1)
+    max_depth: Int = Field(100, ge=1)
+
+    @model_validator(mode="after")
+    def _check_depth(self):
+        check_w_init(self.w_init, self.max_depth)
+        return self
+
+
+class SpiralsConfig(RunConfig):
+    """Two-arm spirals (UDN's protocol; see the module docstring)."""
+
+    experiment: Literal["spirals"] = "spirals"
+    optimizer: OptimizerConfig = OptimizerConfig(name="adam", learning_rate=0.005)
+    data: SpiralsDataConfig = SpiralsDataConfig()
+    model: SpiralsModelConfig = SpiralsModelConfig()
+    training: StepTrainingConfig = StepTrainingConfig(steps=16_000, batch_size=256, val_every=400)
+
+
+# --------------------------------------------------------------------------------------- data
+def spirals_data(phase: float, n: int, seed: int, noise: float = 0.02):
+    """`n` points `(x, y)` of the two arms: x float32 (n, 2), y float32 (n, 1) in {0, 1}."""
+    if not (isinstance(phase, (int, float)) and math.isfinite(phase) and phase >= 0):
+        raise ValueError(f"phase must be a finite number >= 0, got phase={phase!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be an integer >= 0, got n={n!r}")
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(-1.0, 1.0, size=n)
+    t = np.sign(t) * np.sqrt(np.abs(t))
+    omega = phase * np.pi / 2 * np.abs(t)
+    xy = np.stack([t * np.cos(omega), t * np.sin(omega)], axis=1)
+    xy = xy + rng.normal(0.0, noise, size=(n, 2))
+    return xy.astype(np.float32), (t >= 0).astype(np.float32)[:, None]
+
+
+def splits(config: SpiralsConfig):
+    """(train, val, test), each `(x, y)`, drawn with seeds seed, seed + 1, seed + 2."""
+    d, s = config.data, config.seed
+    return tuple(
+        spirals_data(d.phase, n, s + k, d.noise) for k, n in enumerate((d.train, d.val, d.test))
+    )
+
+
+def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start_step: int):
+    """Infinite generator of batches from global step `start_step`: a permutation per epoch."""
+    per_epoch = math.ceil(len(x) / batch_size)
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        order = np.random.default_rng([seed, 0, epoch]).permutation(len(x))
+        for i in range(offset, per_epoch):
+            index = order[i * batch_size : (i + 1) * batch_size]
+            yield x[index], y[index]
+        offset = 0
+        epoch += 1
+
+
+# -------------------------------------------------------------------------------------- model
+def build_model(config: SpiralsConfig):
+    """The configured network, compiled (binary cross-entropy, accuracy)."""
+    from gdeeper.experiments.mlp import build_residual_mlp
+
+    m = config.model
+    model = build_residual_mlp(
+        inputs=2,
+        outputs=1,
+        width=m.width,
+        depth=m.fixed_depth,
+        w_init=m.w_init,
+        w_penalty=m.w_penalty,
+        chunk=m.chunk,
+        max_depth=m.max_depth,
+        seed=config.seed,
+        name="spirals",
+    )
+    model.compile(
+        optimizer=make_optimizer(config.optimizer),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=config.training.steps_per_execution,
+    )
+    return model
+
+
+# --------------------------------------------------------------------------------------- plan
+def plan(config: SpiralsConfig, initial_epoch: int, model) -> Plan:
+    from gdeeper.experiments._keras import Batches
+    from gdeeper.experiments.images import ArrayBatches
+
+    training = config.training
+    if model is None:
+        model = build_model(config)
+    (x, y), (x_val, y_val), _ = splits(config)
+    start = initial_epoch * training.val_every
+    return Plan(
+        model=model,
+        train_data=train_batches(x, y, training.batch_size, config.seed, start),
+        val_data=Batches(ArrayBatches(x_val, y_val, 1024)),
+        steps_per_epoch=training.val_every,
+        epochs=math.ceil(training.steps / training.val_every),
+        checkpoint_every=training.checkpoint_every,
+        info={"dataset": {"name": "spirals", "phase": config.data.phase, "train": len(x)}},
+    )
+
+
+# ------------------------------------------------------------------------------- registration
+def run_label(config: SpiralsConfig) -> str:
+    depth = config.model.fixed_depth
+    fixed = "" if depth is None else f"-L{depth}"
+    return f"phase{config.data.phase:g}{fixed}-s{config.seed}"
+
+
+def value_label(key: str, value: Any) -> str | None:
+    if key == "data.phase":
+        return f"phase {value:g}"
+    if key == "model.fixed_depth":
+        return "learned depth" if value is None else f"depth {value}"
+    return None
+
+
+register(
+    Experiment(
+        name="spirals",
+        config_class=SpiralsConfig,
+        plan=plan,
+        description="two-arm spirals of rising difficulty (Unbounded Depth Neural Networks)",
+        run_label=run_label,
+        value_label=value_label,
+    )
+)
