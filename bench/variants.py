@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -107,16 +106,6 @@ def xor_data(active: int, seed: int):
     return (x, y), (xv, yv), {"batch_size": XOR["batch"], "epochs": 1}
 
 
-def spirals_points(phase: float, n: int, seed: int, noise: float = 0.02):
-    """UDN's two-arm spirals (the `spirals` experiment's data): label `t >= 0`."""
-    rng = np.random.default_rng(seed)
-    t = rng.uniform(-1, 1, n)
-    t = np.sign(t) * np.sqrt(np.abs(t))
-    omega = phase * math.pi / 2 * np.abs(t)
-    xy = np.stack([t * np.cos(omega), t * np.sin(omega)], 1) + rng.normal(0, noise, (n, 2))
-    return xy.astype("float32"), (t >= 0).astype("float32")[:, None]
-
-
 def spirals_model(variant: str, seed: int):
     import keras
 
@@ -150,9 +139,11 @@ def spirals_model(variant: str, seed: int):
 
 
 def spirals_data(phase: float, seed: int):
+    from gdeeper.experiments.spirals import spirals_data as draw  # the experiment's splits
+
     n = SPIRALS["points"]
-    train = spirals_points(phase, n, seed)
-    test = spirals_points(phase, n, seed + 2)
+    train = draw(phase, n, seed)
+    test = draw(phase, n, seed + 2)
     epochs = SPIRALS["steps"] * SPIRALS["batch"] // n
     return train, test, {"batch_size": SPIRALS["batch"], "epochs": epochs}
 
