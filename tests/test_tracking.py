@@ -70,13 +70,19 @@ def test_a_resumed_run_replaces_what_a_killed_session_logged_after_its_checkpoin
     config = small_xor(steps=200)
     assert train(config, run_dir, progress=False)["status"] == "completed"
     # A session killed after its checkpoint at step 200 had logged step 300 already.
-    stale = TensorBoardLog(run_dir, config, start_step=200, resume=True)
+    stale = TensorBoardLog(run_dir, config, start_step=200, resume=True, session=2)
     stale.log({"step": 300, "epoch": 3, "w/g": 99.0, "val_accuracy": 0.0})
     stale.close()
 
     resumed = train(small_xor(steps=300), run_dir, resume=True, progress=False)
     assert resumed["status"] == "completed" and resumed["steps"] == 300, resumed
 
+    names = sorted(p.name for p in run_dir.glob("events.out.tfevents.*"))
+    assert names == [
+        "events.out.tfevents.session-0001",
+        "events.out.tfevents.session-0002",  # the killed one's
+        "events.out.tfevents.session-0002-again",  # the resume's (session 2 of the manifest)
+    ]
     reader = events(run_dir)
     rows = metrics(run_dir)
     got = scalar_series(reader, "w/g")

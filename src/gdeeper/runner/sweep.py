@@ -170,7 +170,9 @@ def run_sweep(
     report = summarize_sweep(sweep_dir)
     if any(r.summary for r in results):
         try:
-            plot_path(sweep_dir, reference=reference_plots)
+            plot_path(sweep_dir)
+            if reference_plots:  # beside the plain figures: <name>_reference.png
+                plot_path(sweep_dir, reference=True)
         except Exception as error:
             console.print(f"sweep: plotting failed: {error}", highlight=False)
     return {

@@ -15,8 +15,6 @@ Tracking is a convenience: a failure of it becomes a warning in the summary, nev
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -39,20 +37,29 @@ def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
 class TensorBoardLog:
     """The run's TensorBoard events: config as text and hparams, scalars per validation.
 
-    One event file per session, written with tensorboard's `RecordWriter` on a plain file:
-    tensorboard's `EventFileWriter` would import TensorFlow when it is installed (for `gfile`).
+    One event file per session, `events.out.tfevents.session-0001` for the first (TensorBoard
+    reads a folder's event files in name order; the same run gives the same names on any host,
+    as the rest of the run directory). Written with tensorboard's `RecordWriter` on a plain
+    file: tensorboard's `EventFileWriter` would import TensorFlow when it is installed.
     """
 
-    def __init__(self, run_dir: Path, config, *, start_step: int = 0, resume: bool = False):
+    def __init__(
+        self,
+        run_dir: Path,
+        config,
+        *,
+        start_step: int = 0,
+        resume: bool = False,
+        session: int = 1,
+    ):
         # Imported here: protobuf and numpy only (no TensorFlow), and only for a run.
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
 
         self._event_pb2 = event_pb2
-        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
-        path = Path(run_dir) / name
-        while path.exists():  # a second session in the same second
-            path = path.with_name(path.name + "x")
+        path = Path(run_dir) / f"events.out.tfevents.session-{session:04d}"
+        while path.exists():  # never appended to: a killed session may have left half a record
+            path = path.with_name(path.name + "-again")
         self.writer = RecordWriter(open(path, "ab"))  # noqa: SIM115 (closed by close())
         try:
             self._add(event_pb2.Event(file_version="brain.Event:2"))
@@ -124,6 +131,7 @@ class Tracking:
         *,
         start_step: int = 0,
         resume: bool = False,
+        session: int = 1,
         mlflow=None,
         tensorboard: bool = True,
     ):
@@ -138,6 +146,7 @@ class Tracking:
                 config,
                 start_step=start_step,
                 resume=resume,
+                session=session,
             )
         if mlflow is not None:
             from gdeeper.runner.mlflow_log import MlflowRunLog

@@ -135,7 +135,10 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM while Keras loads: nothing to keep
         return _stopped_early(run_dir, resume, stop)
     start_step = int(state["step"]) if state is not None else 0
-    tracking = Tracking(run_dir, config, start_step=start_step, resume=resume, mlflow=mlflow)
+    number = len(manifest["sessions"])  # this session's, from 1: names its event file
+    tracking = Tracking(
+        run_dir, config, start_step=start_step, resume=resume, session=number, mlflow=mlflow
+    )
     session = manifest["sessions"][-1]
     from gdeeper._keras import without_tensorflow
 
