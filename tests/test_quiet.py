@@ -58,6 +58,7 @@ try:
     app(prog_name="gdeeper", standalone_mode=False)
 except SystemExit:
     pass
+print("mlflow imported:", "mlflow" in sys.modules)  # only with --mlflow
 print("tensorflow imported:", "tensorflow" in sys.modules)
 """
 
@@ -73,7 +74,8 @@ def test_a_jax_run_never_imports_tensorflow(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    summary = json.loads(lines[-2])
+    summary = json.loads(lines[-3])
+    assert lines[-2] == "mlflow imported: False"
     assert summary["status"] == "completed" and summary["backend"] == "jax", summary
     assert "warnings" not in summary, summary["warnings"]  # TensorBoard events were written
     assert lines[-1] == "tensorflow imported: False"
