@@ -40,6 +40,10 @@ class MlflowTarget:
     uri: str
     parent_run_id: str | None = None
 
+    def tracker(self, run_dir: Path, config, resume: bool):
+        """What starts the run's MLflow run (for `runner.tracking.Tracking`)."""
+        return lambda: MlflowRunLog(self, run_dir, config, resume)
+
 
 def default_uri(out: str | Path) -> str:
     return f"sqlite:///{(Path(out) / 'mlflow.db').resolve()}"

@@ -22,11 +22,10 @@ from gdeeper.files import atomic_path
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.stats import describe
 from gdeeper.runner.sweep_spec import read_sweep_spec
+from gdeeper.runner.titles import run_title, sweep_title
 
 FORMATS = ("png", "svg")
 REFERENCE_SUFFIX = "_reference"  # w_reference.png beside w.png
-# Settings that say what a run was, in titles (when the experiment's config has them).
-TITLE_KEYS = ("data.active", "data.dataset", "model.order", "data.limit")
 
 
 def _pyplot():
@@ -82,31 +81,6 @@ def _clip(frame: pd.DataFrame, x: str, limit: float | None) -> pd.DataFrame:
     if limit is None or x not in frame:
         return frame
     return frame[frame[x] <= limit]
-
-
-def settings_text(config, keys=TITLE_KEYS) -> str:
-    """The settings that say what a run was: "5 active inputs, 20000 steps"."""
-    data = config.model_dump()
-    spec = get_experiment(config.experiment)
-    parts = []
-    for key in keys:
-        try:
-            value = get_key(data, key)
-        except (KeyError, TypeError, ConfigError):
-            continue
-        if value is not None:
-            parts.append(spec.label_for(key, value))
-    training = data.get("training") or {}
-    if training.get("epochs") is not None:
-        parts.append(f"{training['epochs']} epochs")
-    elif training.get("steps") is not None:
-        parts.append(f"{training['steps']} steps")
-    return ", ".join(parts)
-
-
-def run_title(config) -> str:
-    settings = settings_text(config)
-    return f"{config.experiment}: {settings + ', ' if settings else ''}seed {config.seed}"
 
 
 def _initial_w(config, names: list[str]) -> dict[str, float]:
@@ -306,17 +280,6 @@ def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> li
         file = f"final_w{suffix}.{fmt}"
         written.append(_final_w(plt, records, keys[0], names, refs, groups, out, file, title, x))
     return written
-
-
-def sweep_title(name: str, keys: list[str], records: list[dict]) -> str:
-    """ "sweep xor: xor over data.active, 3 seeds, 20000 steps"."""
-    config = records[0]["config"]
-    seeds = len({r["seed"] for r in records})
-    swept = " and ".join(keys) if keys else "seeds only"
-    steps = settings_text(config, keys=())
-    return f"sweep {name}: {config.experiment} over {swept}, {seeds} seeds" + (
-        f", {steps}" if steps else ""
-    )
 
 
 def _final_w(plt, records, key, names, refs, groups, out, file, title, x="step") -> Path:

@@ -118,10 +118,9 @@ class TensorBoardLog:
 
 
 class Tracking:
-    """Everything a run reports to: TensorBoard, and MLflow when `mlflow` is set.
-
-    `mlflow`: a `gdeeper.runner.mlflow_log.MlflowTarget` (tracking URI and parent run), or None.
-    A tracker that fails is dropped, with one warning; the run goes on.
+    """Everything a run reports to: TensorBoard, and the `others` (name, factory) pairs, such as
+    MLflow (`runner.mlflow_log.MlflowRunLog`). A tracker that fails to start or to log is
+    dropped, with one warning; the run goes on.
     """
 
     def __init__(
@@ -132,7 +131,7 @@ class Tracking:
         start_step: int = 0,
         resume: bool = False,
         session: int = 1,
-        mlflow=None,
+        others=(),
         tensorboard: bool = True,
     ):
         self.run_dir = Path(run_dir)
@@ -148,10 +147,8 @@ class Tracking:
                 resume=resume,
                 session=session,
             )
-        if mlflow is not None:
-            from gdeeper.runner.mlflow_log import MlflowRunLog
-
-            self._open("MLflow", MlflowRunLog, mlflow, self.run_dir, config, resume)
+        for name, factory in others:
+            self._open(name, factory)
 
     def _open(self, name: str, cls, *args, **kwargs) -> None:
         try:

@@ -136,8 +136,9 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         return _stopped_early(run_dir, resume, stop)
     start_step = int(state["step"]) if state is not None else 0
     number = len(manifest["sessions"])  # this session's, from 1: names its event file
+    others = [] if mlflow is None else [("MLflow", mlflow.tracker(run_dir, config, resume))]
     tracking = Tracking(
-        run_dir, config, start_step=start_step, resume=resume, session=number, mlflow=mlflow
+        run_dir, config, start_step=start_step, resume=resume, session=number, others=others
     )
     session = manifest["sessions"][-1]
     from gdeeper._keras import without_tensorflow
