@@ -229,7 +229,10 @@ def plot(
     path: Annotated[Path, typer.Argument(help="a run or sweep directory")],
     format: Annotated[str, typer.Option("--format", help="png or svg")] = "png",
     reference: Annotated[
-        bool, typer.Option("--reference", help="add the original study's curves, dashed")
+        bool,
+        typer.Option(
+            "--reference", help="the figures with the original's curves: plots/w_reference.png ..."
+        ),
     ] = False,
 ) -> None:
     """Draw w, validation accuracy and validation loss against steps into PATH/plots/."""

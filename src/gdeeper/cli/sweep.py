@@ -54,7 +54,10 @@ def sweep(
         typer.Option(help="ray: retries of a run whose worker or node died (default 2)"),
     ] = None,
     reference: Annotated[
-        bool, typer.Option("--reference", help="plots include the original's curves")
+        bool,
+        typer.Option(
+            "--reference", help="also plots/w_reference.png ... with the original's curves"
+        ),
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     mlflow: Annotated[
