@@ -93,6 +93,8 @@ def test_sweep_figures_name_the_sweep_and_what_it_varies(tmp_path, figures):
     title = figures["w.png"]["titles"][0]
     assert title == "sweep fake: xor over data.active, 2 seeds, 100000 steps"
     assert whole(figures["w.png"]["yticks"][0]) and whole(figures["w.png"]["xticks"][0])
+    curves = [line for line in figures["w.png"]["lines"][0] if line[3]]
+    assert len(curves) == 8 and all(xs[0] == 0 and ys[0] == 1.0 for _, _, xs, ys in curves)
 
 
 def test_every_file_of_a_run_directory_has_normal_permissions(tmp_path):

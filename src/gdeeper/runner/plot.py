@@ -253,7 +253,11 @@ def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> li
                 frame = record["frame"]
                 label = labels[group] if group not in seen else None
                 seen.add(group)
-                ax.plot(frame[x], frame[column], color=colours[group], lw=1.2, label=label)
+                start = None  # w starts at w_init at step 0, as the original's curves
+                if column.startswith("w/"):
+                    start = _initial_w(record["config"], layer_names(frame)).get(column[2:])
+                xs, ys = _from_start(frame, x, column, start)
+                ax.plot(xs, ys, color=colours[group], lw=1.2, label=label)
             for ref in refs.get(group, {}).values():
                 if ref_column in ref:
                     r = _clip(ref, x, limit)
@@ -338,8 +342,10 @@ def _finish(ax, x: str, ylabel: str, title: str, dashed_note=False, integer_y=Fa
     ax.set_ylabel(ylabel)
     ax.set_title(title + ("   (dashed: original study)" if dashed_note else ""), fontsize=9)
     if ax.get_xscale() == "linear":  # steps and epochs are whole numbers
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     if integer_y:  # depth is a whole number of sub-layers: a gridline at each integer w
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, math.floor(low)), max(high, math.ceil(high)))  # >= 2 gridlines
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()

@@ -41,6 +41,7 @@ def sweep_title(name: str, keys: list[str], records: list[dict]) -> str:
     seeds = len({r["seed"] for r in records})
     swept = " and ".join(keys) if keys else "seeds only"
     steps = settings_text(config, keys=())
-    return f"sweep {name}: {config.experiment} over {swept}, {seeds} seeds" + (
+    plural = "" if seeds == 1 else "s"
+    return f"sweep {name}: {config.experiment} over {swept}, {seeds} seed{plural}" + (
         f", {steps}" if steps else ""
     )
