@@ -38,7 +38,7 @@ reproduce-xor: $(STAMP)
 	$(BIN)/gdeeper sweep configs/xor_reproduce.yaml --reference
 	mkdir -p docs/figures
 	latest=$$(ls -d outputs/sweeps/xor-reproduce/*/ | tail -n 1); \
-	for f in w accuracy final_w; do cp $${latest}plots/$$f.png docs/figures/xor_$$f.png; done; \
+	for f in w accuracy final_w; do cp $${latest}plots/$${f}_reference.png docs/figures/xor_$$f.png; done; \
 	cp $${latest}summary.md docs/figures/xor_summary.md
 
 # MNIST as the original ran it (configs/mnist.yaml), 10 of its 5,000 epochs, in both orders

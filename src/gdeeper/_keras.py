@@ -150,3 +150,26 @@ def in_keras_training() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+# ------------------------------------------------------------------------------ TensorFlow
+@contextlib.contextmanager
+def without_tensorflow():
+    """Keras imports TensorFlow, whatever the backend, whenever it asks `tf.available`
+    (`keras.utils.set_random_seed` to seed `tf.random`, `model.save` to check whether a value
+    is a `tf.TensorShape`): seconds of start-up and TensorFlow's C++ log lines in a JAX run.
+    Under another backend, with TensorFlow not imported, no value can be a TensorFlow one, so
+    the block sees it as unavailable (`keras.src.utils.module_utils.tensorflow._available`);
+    the answer is put back afterwards."""
+    from keras.src.utils import module_utils
+
+    lazy = module_utils.tensorflow
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        yield
+        return
+    saved = lazy._available
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = saved
