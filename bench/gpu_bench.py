@@ -35,11 +35,20 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
-# As on the lent machine, where TensorFlow is absent: any import of it fails (Keras' optional
-# TensorFlow support is guarded, so the script must run without it). Where TensorFlow is
-# installed, this proves the script does not need it.
-if "tensorflow" not in sys.modules:
-    sys.modules["tensorflow"] = None
+
+
+class _NoTensorFlow:
+    """As on the lent machine, where TensorFlow is absent: importing it fails (Keras' optional
+    TensorFlow support is guarded). Where TensorFlow is installed, this proves the script does
+    not need it. (A None in sys.modules would not do: Keras takes a name there as imported.)"""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by gpu_bench.py)")
+        return None
+
+
+sys.meta_path.insert(0, _NoTensorFlow())
 
 SETTINGS = {
     # name: (batch, distinct batches of data, epochs per repetition, steps_per_execution)
@@ -202,7 +211,7 @@ def main() -> None:
                 flush=True,
             )
     keras.config.set_dtype_policy("float32")
-    tensorflow_imported = sys.modules.get("tensorflow") is not None
+    tensorflow_imported = "tensorflow" in sys.modules
     payload = {
         "devices": devices,
         "keras": keras.__version__,

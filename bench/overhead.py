@@ -115,8 +115,14 @@ def run(shapes: list[str], depths: list[int], repeats: int) -> dict:
         }
         times = interleaved(cases, repeats)
         ratio = median(times["allocated_25"]) / median(times["allocated_5"])
+        # What a compiled step carries: parked sub-layers must not add to it.
+        carried = {
+            name: len(m.trainable_variables) + len(m.non_trainable_variables)
+            for name, m in (("allocated_5", five), ("allocated_25", many))
+        }
         results["allocation"].append(
             {
+                "carried_variables": carried,
                 "shape": shape_name,
                 "depth": depth,
                 "seconds_per_step": times,
