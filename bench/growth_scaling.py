@@ -237,9 +237,9 @@ def rss_cycles(cycles: int, train: bool) -> dict:
     return {"rss_mb": rss, "growth_last_half_mb": growth, "trained": train}
 
 
-def memory(cycles: int) -> dict:
+def memory(cycles: int, trained_cycles: int) -> dict:
     released = rss_cycles(cycles, train=False)
-    trained = rss_cycles(cycles, train=True)
+    trained = rss_cycles(trained_cycles, train=True)
     return {
         **released,  # the target: no growth from released sub-layers
         "with_training_steps": trained,
@@ -255,6 +255,7 @@ def main() -> None:
     parser.add_argument("--final", type=int, default=50, help="final depth of the 100k-step run")
     parser.add_argument("--meta-layers", nargs="+", type=int, default=[1, 3, 10])
     parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--trained-cycles", type=int, default=4, help="cycles with steps")
     args = parser.parse_args()
     depths = [5, 10] if args.quick else args.depths
     final = 10 if args.quick else args.final
@@ -262,8 +263,10 @@ def main() -> None:
     start = time.perf_counter()
     depth = depth_series(depths, window)
     fraction = fraction_of_run(depth, final)
+    print(f"depth series done ({time.perf_counter() - start:.0f} s): {fraction}", flush=True)
     layers = meta_layer_series([1, 3] if args.quick else args.meta_layers, window)
-    rss = memory(6 if args.quick else args.cycles)
+    print(f"meta-layer series done ({time.perf_counter() - start:.0f} s)", flush=True)
+    rss = memory(6 if args.quick else args.cycles, 2 if args.quick else args.trained_cycles)
     wall = time.perf_counter() - start
 
     shown = depth["events"]
