@@ -64,6 +64,9 @@ reproduce-fashion: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
 
+# Overhead (k = 1..5, XOR and conv), allocation, the original's loop, growth cost and growth
+# scaling, on TensorFlow and JAX (docs/performance.md); bench/results/summary.json.
+# bench/gpu_bench.py is the GPU benchmark, run on a lent GPU machine (not here).
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python run_all.py
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from keras import ops
 
 # Offset used for the conditional sub-layer penalty: delta_w(i + eps) is 0 with a 0 derivative at
@@ -87,3 +88,33 @@ def geometric_merge(g, f, gate, eps: float = GEOMETRIC_EPSILON):
     `|f|` (softened by eps). `h` is applied by the caller.
     """
     return g * ops.exp(gate * 0.5 * ops.log(ops.square(f) + eps))
+
+
+def _stretch(z, alpha):
+    # A Python alpha of 1 is the original gate: no multiply in the traced step.
+    if isinstance(alpha, (int, float)) and alpha == 1:
+        return z
+    return alpha * z
+
+
+def deltas(indices, w, alpha=1.0, dtype="float32"):
+    """`delta(i, w, alpha)` for every `i` in `indices`, as one vector op (the same values)."""
+    x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
+    return ops.relu(1.0 - ops.exp(_stretch(x - w, alpha)))
+
+
+def shifted_deltas(indices, w, alpha=1.0, offset: float = PENALTY_EPSILON, dtype="float32"):
+    """`shifted_delta(i, w, alpha, offset)` for every `i` in `indices`, as one vector op."""
+    x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
+    return ops.relu(1.0 - ops.exp(_stretch((x - w) + offset, alpha)))
+
+
+def penalty_factors(kind: str, indices, w, alpha=1.0):
+    """`penalty_factor(kind, i, w, alpha)` for every `i` in `indices`, as one vector op."""
+    if kind == "gate":
+        return shifted_deltas(indices, w, alpha)
+    if kind == "step":
+        return hard_step(deltas(indices, w, alpha))
+    if kind == "smooth_step":
+        return smooth_step(deltas(indices, w, alpha))
+    raise ValueError(f"penalty_factor: kind must be one of {PENALTY_FACTORS}, got kind={kind!r}")

@@ -7,7 +7,9 @@
     output = h(g_k),  k = max(0, ceil(w))
 
 Only the sub-layers that can influence the output are evaluated: the trace uses a Python-int
-"computed depth" that is always >= ceil(w); sub-layers beyond it are neither computed nor trainable.
+"computed depth" that is always >= ceil(w); sub-layers beyond it are neither computed nor trainable,
+and they are "parked": held outside Keras' tracker, so their variables are not part of the model's
+variables (nor of the state a compiled JAX step takes and returns) until `w` reaches them again.
 Growth beyond the allocated sub-layers happens between training steps (see `growth.py`).
 """
 
@@ -26,7 +28,7 @@ from keras import ops
 
 from gdeeper import _keras
 from gdeeper.block import BlockTemplate, _Block
-from gdeeper.gate import PENALTY_FACTORS, delta, geometric_merge, penalty_factor, stretch_init
+from gdeeper.gate import PENALTY_FACTORS, deltas, geometric_merge, penalty_factors, stretch_init
 from gdeeper.gate import stretch as softplus_stretch
 
 MERGES = ("residual", "blend", "geometric")
@@ -220,7 +222,12 @@ class GInfinity(keras.layers.Layer):
         self._requested_allocation = allocated_depth
         self._requested_computation = computed_depth
 
-        self.sublayers: list[_Block] = []
+        # Every allocated sub-layer, as a plain list: Keras tracks only the computed ones (in
+        # `_computed_blocks`), so parked sub-layers stay out of the model's variables. Keras'
+        # saving walks attributes, not the tracker: all of them are saved under "sublayers" (the
+        # private tracked list is visited after it, and holds no sub-layer it has not seen).
+        object.__setattr__(self, "sublayers", [])
+        self._computed_blocks: list[_Block] = []
         # Plain (untracked) lists: the variables in `_penalties` belong to the sub-layers and must
         # not be tracked a second time as this layer's own.
         object.__setattr__(self, "_penalties", [])
@@ -370,7 +377,7 @@ class GInfinity(keras.layers.Layer):
         released = 0
         with _keras.unlocked(self):
             while len(self.sublayers) > depth:
-                self.sublayers.pop()  # untracks the sub-layer and its variables
+                self.sublayers.pop()  # beyond the computed depth: already untracked
                 self._penalties.pop()
                 self._block_sizes.pop()
                 released += 1
@@ -431,6 +438,29 @@ class GInfinity(keras.layers.Layer):
             if block.trainable != wanted:
                 block.trainable = wanted
                 _bump_structure()
+        self._track_computed()
+
+    def _track_computed(self) -> None:
+        """Track exactly the computed sub-layers; park the others (untracked, state kept).
+
+        A parked sub-layer keeps its variables (and the optimizer keeps its slots, see
+        `rebuild.py`); it is tracked again, unchanged, when the computed depth reaches it.
+        """
+        tracked = getattr(self, "_computed_blocks", None)
+        if tracked is None:
+            return
+        wanted = self.sublayers[: self._computed_depth]
+        same = 0
+        while same < min(len(tracked), len(wanted)) and tracked[same] is wanted[same]:
+            same += 1
+        if same == len(tracked) == len(wanted):
+            return
+        with _keras.unlocked(self):
+            while len(tracked) > same:
+                tracked.pop()  # untracks the sub-layer and its variables
+            while len(tracked) < len(wanted):
+                tracked.append(wanted[len(tracked)])
+        _bump_structure()
 
     # ------------------------------------------------------------------------------ save / load
     def save_own_variables(self, store):
@@ -606,33 +636,41 @@ class GInfinity(keras.layers.Layer):
     def call(self, inputs, training=None):
         self._refresh_depth_if_eager()
         self._check_steered(training)
+        depth = self._computed_depth
+        if depth == 0:
+            return self._h(inputs)
+        # The fixed per-step cost of the meta-layer is what shows on small models: every gate is
+        # one vector op (not `depth` scalar chains), and so is every penalty gate.
         w = ops.cast(self.w, self.compute_dtype)
-        w_float32 = ops.cast(self.w, "float32")  # penalties stay in float32 under mixed precision
-        alpha = alpha_float32 = self.alpha
+        alpha = alpha32 = self.alpha
         if self.stretch == "trainable":
-            alpha_float32 = softplus_stretch(ops.cast(self.stretch_b, "float32"))
-            alpha = ops.cast(alpha_float32, self.compute_dtype)
+            alpha32 = softplus_stretch(ops.cast(self.stretch_b, "float32"))
+            alpha = ops.cast(alpha32, self.compute_dtype)
+        gates = deltas(range(depth), w, alpha, dtype=self.compute_dtype)
+        gates = [gates[0]] if depth == 1 else ops.unstack(gates)
         x = inputs
-        penalty = None
-        for index in range(self._computed_depth):
-            gate = delta(float(index), w, alpha)
+        terms, penalized = [], []
+        for index in range(depth):
             update = self.sublayers[index](x, training=training)
             if self.merge == "residual":
-                x = x + update * gate
+                x = x + update * gates[index]
             elif self.merge == "geometric":
-                x = geometric_merge(x, update, gate)
+                x = geometric_merge(x, update, gates[index])
             else:
-                x = x * (1.0 - gate) + update * gate
+                x = x * (1.0 - gates[index]) + update * gates[index]
             x = self._h(x)
             if self._penalties[index]:
                 term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
-                factor = penalty_factor(self.penalty_factor, index, w_float32, alpha_float32)
-                term = factor * ops.cast(term, "float32")
-                penalty = term if penalty is None else penalty + term
-        if self._computed_depth == 0:
-            x = self._h(x)
-        if penalty is not None:
-            self.add_loss(penalty)
+                terms.append(ops.cast(term, "float32"))
+                penalized.append(index)
+        if terms:
+            # Penalties stay in float32 under mixed precision.
+            w32 = w if self.compute_dtype == "float32" else ops.cast(self.w, "float32")
+            factors = penalty_factors(self.penalty_factor, penalized, w32, alpha32)
+            if len(terms) == 1:
+                self.add_loss(factors[0] * terms[0])
+            else:
+                self.add_loss(ops.sum(factors * ops.stack(terms)))
         return x
 
     def compute_output_shape(self, input_shape):

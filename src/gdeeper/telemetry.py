@@ -69,8 +69,9 @@ def depths(model: keras.layers.Layer) -> dict[str, DepthInfo]:
 def summary(model: keras.Model, print_fn=None, **kwargs) -> None:
     """`model.summary()`, then each meta-layer's depth and the parameters it really uses.
 
-    Keras counts every allocated sub-layer, and shows those beyond the computed depth as
-    "Non-trainable params": they are spare capacity for growth, not frozen weights.
+    Keras counts only the computed sub-layers: those beyond the computed depth are parked
+    (spare capacity for growth, held outside the model's variables), and the line below
+    counts them.
     """
     print_fn = print_fn or print
     model.summary(print_fn=print_fn, **kwargs)
@@ -83,6 +84,6 @@ def summary(model: keras.Model, print_fn=None, **kwargs) -> None:
             f"  {name}: w={info.w:.3f}, {info.active_depth} active / {info.computed_depth} "
             f"computed / {info.allocated_depth} allocated sub-layers; "
             f"{info.params_in_use:,} params in use, {info.params_unused:,} allocated for "
-            "growth (counted by Keras as non-trainable)"
+            "growth (trainable ones beyond the computed depth are not in Keras' count)"
         )
     print_fn("\n".join(lines))
