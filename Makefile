@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench reliability reproduce-xor reproduce-mnist reproduce-fashion depth-study clean
+.PHONY: venv xor test lint format bench reliability variants reproduce-xor reproduce-mnist reproduce-fashion depth-study clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,7 @@ reproduce-xor: $(STAMP)
 	$(BIN)/gdeeper sweep configs/xor_reproduce.yaml --reference
 	mkdir -p docs/figures
 	latest=$$(ls -d outputs/sweeps/xor-reproduce/*/ | tail -n 1); \
-	for f in w accuracy final_w; do cp $${latest}plots/$$f.png docs/figures/xor_$$f.png; done; \
+	for f in w accuracy final_w; do cp $${latest}plots/$${f}_reference.png docs/figures/xor_$$f.png; done; \
 	cp $${latest}summary.md docs/figures/xor_summary.md
 
 # MNIST as the original ran it (configs/mnist.yaml), 10 of its 5,000 epochs, in both orders
@@ -76,8 +76,21 @@ depth-study: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
 
+# Overhead (k = 1..5, XOR and conv), allocation, the original's loop, growth cost and growth
+# scaling, on TensorFlow and JAX (docs/performance.md); bench/results/summary.json.
+# bench/gpu_bench.py is the GPU benchmark, run on a lent GPU machine (not here).
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python run_all.py
+
+# The report's variants against the default gate (docs/variants.md): XOR n = 2, 5, 8 and spirals
+# phase 10, 30 under JAX, digits under TensorFlow, 3 seeds, cut protocol; then its tables and
+# figures. Resumable: runs already in docs/results/variants/*.jsonl are skipped.
+VARIANTS_OUT := docs/results/variants
+variants: $(STAMP)
+	KERAS_BACKEND=jax $(BIN)/python bench/variants.py --tasks xor2 xor5 xor8 --out $(VARIANTS_OUT)/xor.jsonl
+	KERAS_BACKEND=jax $(BIN)/python bench/variants.py --tasks spirals10 spirals30 --out $(VARIANTS_OUT)/spirals.jsonl
+	KERAS_BACKEND=tensorflow $(BIN)/python bench/variants.py --tasks digits --out $(VARIANTS_OUT)/digits.jsonl
+	$(BIN)/python bench/plot_variants.py $(VARIANTS_OUT) --figures docs/figures
 
 # The reliability corpus (docs/reliability.md): bad arguments, configs, data files, run
 # directories, model files, signals and concurrent sessions, each a real `gdeeper` process;

@@ -140,19 +140,20 @@ def test_cli_train_digits_run_dir_resume_with_epochs_and_plots(tmp_path):
     result = CliRunner().invoke(app, ["plot", str(run_dir), "--reference"])
     assert result.exit_code == 0, result.output
     written = [Path(line) for line in result.stdout.split()]
-    assert sorted(p.name for p in written) == ["accuracy.png", "loss.png", "w.png"]
+    names = ["accuracy_reference.png", "loss_reference.png", "w_reference.png"]
+    assert sorted(p.name for p in written) == names
     for path in written:
         assert_png(path)
     result = CliRunner().invoke(app, ["plot", str(run_dir), "--reference", "--format", "svg"])
     assert result.exit_code == 0, result.output
-    w_svg = (run_dir / "plots" / "w.svg").read_text()
+    w_svg = (run_dir / "plots" / "w_reference.svg").read_text()
     for name in LAYERS:
         assert f"w of {name}" in w_svg and f"original MNIST ({name})" in w_svg
     assert "stroke-dasharray" in w_svg
-    loss_svg = (run_dir / "plots" / "loss.svg").read_text()
+    loss_svg = (run_dir / "plots" / "loss_reference.svg").read_text()
     for label in ("test loss", "training loss", "original MNIST, test", "original MNIST, training"):
         assert label in loss_svg, label
-    accuracy_svg = (run_dir / "plots" / "accuracy.svg").read_text()
+    accuracy_svg = (run_dir / "plots" / "accuracy_reference.svg").read_text()
     assert "test accuracy" in accuracy_svg and "original MNIST, test" in accuracy_svg
 
 

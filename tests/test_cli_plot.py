@@ -101,10 +101,17 @@ def test_cli_plot_run_png_svg_and_reference(tmp_path):
     single = fake_run(tmp_path / "single", active=5, seed=0)
     plot_path(single, "svg")
     assert "original" not in (single / "plots" / "w.svg").read_text()
-    plot_path(single, "svg", reference=True)
-    for name in ("w.svg", "accuracy.svg", "loss.svg"):
-        svg = (single / "plots" / name).read_text()
+    plain_svg = (single / "plots" / "w.svg").read_bytes()
+    written = plot_path(single, "svg", reference=True)
+    assert sorted(p.name for p in written) == [
+        "accuracy_reference.svg",
+        "loss_reference.svg",
+        "w_reference.svg",
+    ]
+    for name in ("w", "accuracy", "loss"):
+        svg = (single / "plots" / f"{name}_reference.svg").read_text()
         assert "original, 5 active inputs" in svg and "stroke-dasharray" in svg
+    assert (single / "plots" / "w.svg").read_bytes() == plain_svg  # not overwritten
 
 
 def test_cli_plot_sweep_labels_by_swept_value_and_summarises(tmp_path):
@@ -112,8 +119,13 @@ def test_cli_plot_sweep_labels_by_swept_value_and_summarises(tmp_path):
     result = CliRunner().invoke(app, ["plot", str(sweep_dir), "--reference", "--format", "svg"])
     assert result.exit_code == 0, result.output
     names = sorted(Path(line).name for line in result.stdout.split())
-    assert names == ["accuracy.svg", "final_w.svg", "loss.svg", "w.svg"]
-    svg = (sweep_dir / "plots" / "w.svg").read_text()
+    assert names == [
+        "accuracy_reference.svg",
+        "final_w_reference.svg",
+        "loss_reference.svg",
+        "w_reference.svg",
+    ]
+    svg = (sweep_dir / "plots" / "w_reference.svg").read_text()
     for label in ("0 active inputs", "2 active inputs", "4 active inputs", "6 active inputs"):
         assert label in svg
     assert "dashed: original study" in svg

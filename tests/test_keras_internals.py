@@ -166,3 +166,23 @@ def test_in_keras_training_is_true_inside_fit_and_false_in_a_plain_call():
     assert (True, True) in seen
     model.train_on_batch(np.ones((2, 2)), np.ones(2))
     assert seen[-1] == (True, True) or (True, True) in seen
+
+
+def test_slots_are_named_after_their_variable_and_parked_slots_come_back():
+    # `_slot_owners` relies on Keras naming a slot `{variable.path with "_"}_{slot}`.
+    a, b = keras.Variable(np.ones(3, "float32"), name="a"), keras.Variable(np.ones(2, "float32"))
+    opt = keras.optimizers.Adam(0.1)
+    opt.apply_gradients([(keras.ops.ones(3), a), (keras.ops.ones(2), b)])
+    owners = _keras._slot_owners(opt.variables, [a, b])
+    assert sorted(id(v) for v in owners.values()) == sorted([id(a), id(a), id(b), id(b)])
+    before = {
+        v.path: np.array(keras.ops.convert_to_numpy(v))
+        for v in opt.variables
+        if owners.get(id(v)) is b
+    }
+    _keras.rebuild_optimizer(opt, [a])  # b is parked: its slots leave the optimizer
+    assert not any(v.path in before for v in opt.variables)
+    opt.apply_gradients([(keras.ops.ones(3), a)])
+    _keras.rebuild_optimizer(opt, [a, b])  # ... and come back unchanged
+    after = {v.path: np.array(keras.ops.convert_to_numpy(v)) for v in opt.variables}
+    assert before and all(np.array_equal(after[p], v) for p, v in before.items())

@@ -20,6 +20,8 @@ _EXPORTS = {
     "DepthLimitError": "gdeeper.layer",
     "ShiftedL2": "gdeeper.regularizers",
     "GammaRegularizedBatchNorm": "gdeeper.regularizers",
+    "GrowingDense": "gdeeper.width",
+    "GrowingConv2D": "gdeeper.width",
     "DepthCallback": "gdeeper.growth",
     "update_depths": "gdeeper.growth",
     "depths": "gdeeper.telemetry",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import weakref
 
 import keras
 from keras import ops
@@ -66,6 +67,30 @@ def _kept(optimizer) -> set[int]:
     return kept
 
 
+_PARKED_SLOTS = "_gdeeper_parked_slots"
+
+
+def _slot_owners(slots: list, references: list) -> dict[int, object]:
+    """id(slot) -> the model variable it belongs to.
+
+    Keras names a slot `{reference.path with "/" as "_"}_{slot name}` (`add_variable_from_
+    reference`); the longest matching reference wins, so "block_1" never takes "block_10"'s.
+    """
+    prefixes = sorted(
+        ((ref.path.replace("/", "_") + "_", ref) for ref in references),
+        key=lambda pair: len(pair[0]),
+        reverse=True,
+    )
+    owners = {}
+    for slot in slots:
+        name = slot.path.rsplit("/", 1)[-1]
+        for prefix, ref in prefixes:
+            if name.startswith(prefix):
+                owners[id(slot)] = ref
+                break
+    return owners
+
+
 def rebuild_optimizer(optimizer, variables: list) -> None:
     """Rebuild a built optimizer, in place, over `variables`, keeping every slot it had.
 
@@ -74,29 +99,52 @@ def rebuild_optimizer(optimizer, variables: list) -> None:
     `model.compile` hold it), so the variables its `build` made are dropped from its tracker,
     `built` is reset, `build` runs again over `variables`, and the value of every variable whose
     path existed before (moments, accumulators, a loss scale) is copied back; the iteration
-    count and learning rate are never touched. Slots of variables no longer in `variables` are
-    dropped. A LossScaleOptimizer (mixed precision) and its `inner_optimizer` are both rebuilt.
+    count and learning rate are never touched. A LossScaleOptimizer (mixed precision) and its
+    `inner_optimizer` are both rebuilt.
+
+    Slots of variables no longer in `variables` (a parked sub-layer) leave the optimizer's state
+    but are kept aside, on the optimizer, for as long as their variable lives: when it is trained
+    again its slots come back unchanged. Those of variables that no longer exist are dropped.
     """
     layers = [optimizer]
     if getattr(optimizer, "inner_optimizer", None) is not None:
         layers.append(optimizer.inner_optimizer)
     saved = {}
+    parked = dict(getattr(optimizer, _PARKED_SLOTS, {}))  # path -> (weakref to owner, value)
     for part in layers:
         kept = _kept(part)
-        for variable in list(part._variables):
-            if id(variable) not in kept:
-                # A copy, not the same array: under JAX, training donates (deletes) the buffers
-                # of the variables it updates.
-                saved[variable.path] = ops.copy(variable.value)
-                part._untrack_variable(variable)
+        slots = [v for v in part._variables if id(v) not in kept]
+        owners = _slot_owners(slots, list(getattr(part, "_trainable_variables", [])))
+        for variable in slots:
+            # A copy, not the same array: under JAX, training donates (deletes) the buffers
+            # of the variables it updates.
+            saved[variable.path] = ops.copy(variable.value)
+            owner = owners.get(id(variable))
+            if owner is not None:
+                parked[variable.path] = (weakref.ref(owner), saved[variable.path])
+            part._untrack_variable(variable)
         part._trainable_variables_indices = {}
         part.built = False
     with keras.name_scope(optimizer.name, caller=optimizer):  # as Keras' apply builds it
         optimizer.build(list(variables))
+    trained = {id(v) for v in variables}
+    new_owners = {}
+    for part in layers:
+        slots = [v for v in part._variables if id(v) not in _kept(part)]
+        new_owners.update(_slot_owners(slots, list(variables)))
     for variable in optimizer.variables:
         value = saved.get(variable.path)
+        entry = parked.get(variable.path)
+        if value is None and entry is not None and entry[0]() is new_owners.get(id(variable)):
+            value = entry[1]  # a parked variable trained again: its slots come back
         if value is not None and tuple(value.shape) == tuple(variable.shape):
             variable.assign(value)
+    parked = {
+        path: entry
+        for path, entry in parked.items()
+        if entry[0]() is not None and id(entry[0]()) not in trained
+    }
+    object.__setattr__(optimizer, _PARKED_SLOTS, parked)  # plain attribute: never saved
 
 
 # ------------------------------------------------------------------------------------- JAX
@@ -150,3 +198,26 @@ def in_keras_training() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+# ------------------------------------------------------------------------------ TensorFlow
+@contextlib.contextmanager
+def without_tensorflow():
+    """Keras imports TensorFlow, whatever the backend, whenever it asks `tf.available`
+    (`keras.utils.set_random_seed` to seed `tf.random`, `model.save` to check whether a value
+    is a `tf.TensorShape`): seconds of start-up and TensorFlow's C++ log lines in a JAX run.
+    Under another backend, with TensorFlow not imported, no value can be a TensorFlow one, so
+    the block sees it as unavailable (`keras.src.utils.module_utils.tensorflow._available`);
+    the answer is put back afterwards."""
+    from keras.src.utils import module_utils
+
+    lazy = module_utils.tensorflow
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        yield
+        return
+    saved = lazy._available
+    lazy._available = False
+    try:
+        yield
+    finally:
+        lazy._available = saved

@@ -302,13 +302,19 @@ class TDModel:
     def _print_parameters(self) -> None:
         """Like the original after each rebuild: parameters in use and allocated but unused."""
         _sync_jax_state(self.model)
-        unused = 0
+        unused = parked = 0
         for layer in self._meta_layers:
             active = layer.active_depth_for(layer.read_w())
             unused += sum(
                 int(np.prod(v.shape)) for block in layer.sublayers[active:] for v in block.weights
             )
-        print(f"Model parameter count: {self.model.count_params() - unused}")
+            # Parked sub-layers (beyond the computed depth) are not in Keras' count at all.
+            parked += sum(
+                int(np.prod(v.shape))
+                for block in layer.sublayers[layer.computed_depth :]
+                for v in block.weights
+            )
+        print(f"Model parameter count: {self.model.count_params() + parked - unused}")
         print(f"Additional unused parameters: {unused}")
 
     # ------------------------------------------------------------------------------ training

@@ -18,6 +18,7 @@ from gdeeper.layer import GInfinity
 from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
 from gdeeper.regularizers import GammaRegularizedBatchNorm
 from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.width import GrowingWidth
 
 # gdeeper layer classes and the plain Keras layer each one is exported as (same weights, same
 # inference; only gdeeper's training penalty differs).
@@ -60,13 +61,18 @@ def _gate_values(layer: GInfinity, depth: int) -> list[np.float32]:
     """`delta_w(i)` for i < depth, computed with the same ops and dtype as the layer's call."""
     w = ops.cast(ops.convert_to_tensor(layer.read_w()), layer.compute_dtype)
     return [
-        np.float32(ops.convert_to_numpy(delta(float(index), w, layer.alpha)))
+        np.float32(ops.convert_to_numpy(delta(float(index), w, layer.read_stretch())))
         for index in range(depth)
     ]
 
 
 def _fixed_meta_layer(layer: GInfinity, copies: list) -> keras.Model:
     """The meta-layer as a Functional model of its active sub-layers with constant gates."""
+    if layer.merge == "geometric":
+        raise ValueError(
+            f"to_fixed_depth: GInfinity '{layer.name}' uses merge='geometric', which has no "
+            "plain Keras equivalent; keep the gdeeper model (gdeeper.prune shrinks it)"
+        )
     depth = layer.active_depth_for(layer.read_w())
     gates = _gate_values(layer, depth)
     h = keras.activations.serialize(layer._h) if layer.h_identifier is not None else "linear"
@@ -105,6 +111,8 @@ def to_fixed_depth(model: keras.Model) -> keras.Model:
     the sub-layers (penalties that only mean something under the gate) and any gdeeper
     regularizer are dropped; all weights are copied. The result has the same inference
     predictions, is not compiled, and loads with `keras.saving.load_model` without gdeeper.
+    A width layer (`GrowingDense`, `GrowingConv2D`) becomes a nested model of its `ceil(w k)`
+    active units and its readout, with the gates folded into the readout's kernel.
 
     Args:
         model: a Functional or Sequential model (meta-layers may sit in nested models).
@@ -117,6 +125,8 @@ def to_fixed_depth(model: keras.Model) -> keras.Model:
     def clone(layer):
         if isinstance(layer, GInfinity):
             return _fixed_meta_layer(layer, copies)
+        if isinstance(layer, GrowingWidth):
+            return layer.to_plain()  # its weights are set already
         plain = _plain_layer(layer, drop_regularizers=False)
         copies.append((layer, plain))
         return plain

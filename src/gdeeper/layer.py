@@ -3,10 +3,13 @@
     g_0 = x
     g_{i+1} = h(g_i + f_i(g_i) * delta_w(i))            (merge="residual")
     g_{i+1} = h(g_i * (1 - delta_w(i)) + f_i(g_i) * delta_w(i))   (merge="blend")
+    g_{i+1} = h(g_i * sqrt(f_i(g_i)^2 + eps) ^ delta_w(i))        (merge="geometric")
     output = h(g_k),  k = max(0, ceil(w))
 
 Only the sub-layers that can influence the output are evaluated: the trace uses a Python-int
-"computed depth" that is always >= ceil(w); sub-layers beyond it are neither computed nor trainable.
+"computed depth" that is always >= ceil(w); sub-layers beyond it are neither computed nor trainable,
+and they are "parked": held outside Keras' tracker, so their variables are not part of the model's
+variables (nor of the state a compiled JAX step takes and returns) until `w` reaches them again.
 Growth beyond the allocated sub-layers happens between training steps (see `growth.py`).
 """
 
@@ -25,9 +28,11 @@ from keras import ops
 
 from gdeeper import _keras
 from gdeeper.block import BlockTemplate, _Block
-from gdeeper.gate import delta, shifted_delta
+from gdeeper.gate import PENALTY_FACTORS, deltas, geometric_merge, penalty_factors, stretch_init
+from gdeeper.gate import stretch as softplus_stretch
 
-MERGES = ("residual", "blend")
+MERGES = ("residual", "blend", "geometric")
+STRETCHES = ("fixed", "trainable")
 # Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
 _NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
 # Bumped whenever any meta-layer's variables change, so cached variable indexes can tell.
@@ -89,14 +94,22 @@ class GInfinity(keras.layers.Layer):
         w_regularizer: L2 factor `lambda_w` for `lambda_w * w^2`, or any Keras regularizer.
         block_regularizer: a regularizer applied to the weights chosen by `penalize`. Any
             regularizer the block's own layers carry is applied as well. Every such penalty is
-            multiplied by the sub-layer's gate `delta_w(i + eps)`.
+            multiplied by the sub-layer's `penalty_factor` (the gate `delta_w(i + eps)`).
         penalize: which weights `block_regularizer` applies to: "last" (the main weight of the
             last parametrised layer: gamma for normalisation layers, else kernel), "all", or a
             list of weight names such as ["kernel", "gamma"].
-        merge: "residual" (default) or "blend" (the original's `res_net_like=False`).
+        merge: "residual" (default), "blend" (the original's `res_net_like=False`) or
+            "geometric" (`g * sqrt(f^2 + eps)^delta`, the report's proposal; docs/variants.md).
         chunk: sub-layers are allocated this many at a time.
         max_depth: the most sub-layers this meta-layer may allocate; passing it is an error.
-        alpha: the gate's stretch `a` in `ReLU(1 - exp(a (x - w)))`.
+        alpha: the gate's stretch `a` in `ReLU(1 - exp(a (x - w)))` (its initial value when
+            the stretch is trained).
+        stretch: "fixed" (default) keeps `a = alpha`; "trainable" learns `a = softplus(b)`, a
+            variable `b` of this layer initialised so that `a = alpha`.
+        penalty_factor: what multiplies a sub-layer's weight penalty: "gate" (default,
+            `delta_w(i + eps)`), "step" (1 as soon as `delta_w(i) > 0`) or "smooth_step"
+            (`t^2 (3 - 2t)`, `t = min(delta_w(i) / 0.1, 1)`); all are 0 with a 0 derivative
+            at `w = i`.
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
@@ -145,6 +158,8 @@ class GInfinity(keras.layers.Layer):
         chunk: int = 5,
         max_depth: int = 1000,
         alpha: float = 1.0,
+        stretch: str = "fixed",
+        penalty_factor: str = "gate",
         lookahead: float = 0.05,
         hysteresis: float = 0.25,
         seed: int | None = None,
@@ -164,6 +179,13 @@ class GInfinity(keras.layers.Layer):
             ("chunk", chunk, _is_int(chunk) and chunk >= 1, "an integer >= 1"),
             ("max_depth", max_depth, _is_int(max_depth) and max_depth >= 1, "an integer >= 1"),
             ("alpha", alpha, _is_number(alpha) and alpha > 0, "a number > 0"),
+            ("stretch", stretch, stretch in STRETCHES, f"one of {STRETCHES}"),
+            (
+                "penalty_factor",
+                penalty_factor,
+                penalty_factor in PENALTY_FACTORS,
+                f"one of {PENALTY_FACTORS}",
+            ),
             ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
             ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
             ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
@@ -204,6 +226,8 @@ class GInfinity(keras.layers.Layer):
         self.chunk = chunk
         self.max_depth = max_depth
         self.alpha = float(alpha)
+        self.stretch = stretch
+        self.penalty_factor = penalty_factor
         self.lookahead = float(lookahead)
         self.hysteresis = float(hysteresis)
         self.seed = seed
@@ -211,7 +235,12 @@ class GInfinity(keras.layers.Layer):
         self._requested_allocation = allocated_depth
         self._requested_computation = computed_depth
 
-        self.sublayers: list[_Block] = []
+        # Every allocated sub-layer, as a plain list: Keras tracks only the computed ones (in
+        # `_computed_blocks`), so parked sub-layers stay out of the model's variables. Keras'
+        # saving walks attributes, not the tracker: all of them are saved under "sublayers" (the
+        # private tracked list is visited after it, and holds no sub-layer it has not seen).
+        object.__setattr__(self, "sublayers", [])
+        self._computed_blocks: list[_Block] = []
         # Plain (untracked) lists: the variables in `_penalties` belong to the sub-layers and must
         # not be tracked a second time as this layer's own.
         object.__setattr__(self, "_penalties", [])
@@ -244,6 +273,8 @@ class GInfinity(keras.layers.Layer):
                 "chunk": self.chunk,
                 "max_depth": self.max_depth,
                 "alpha": self.alpha,
+                "stretch": self.stretch,
+                "penalty_factor": self.penalty_factor,
                 "lookahead": self.lookahead,
                 "hysteresis": self.hysteresis,
                 "seed": self.seed,
@@ -279,6 +310,13 @@ class GInfinity(keras.layers.Layer):
             regularizer=self.w_regularizer,
             trainable=True,
         )
+        if self.stretch == "trainable":  # a = softplus(b) > 0; created after w (saved order)
+            self.stretch_b = self.add_weight(
+                name="stretch_b",
+                shape=(),
+                initializer=keras.initializers.Constant(stretch_init(self.alpha)),
+                trainable=True,
+            )
         needed = self.active_depth_for(self.w_init)
         if needed > self.max_depth:
             raise DepthLimitError(
@@ -353,7 +391,7 @@ class GInfinity(keras.layers.Layer):
         released = 0
         with _keras.unlocked(self):
             while len(self.sublayers) > depth:
-                self.sublayers.pop()  # untracks the sub-layer and its variables
+                self.sublayers.pop()  # beyond the computed depth: already untracked
                 self._penalties.pop()
                 self._block_sizes.pop()
                 released += 1
@@ -414,6 +452,29 @@ class GInfinity(keras.layers.Layer):
             if block.trainable != wanted:
                 block.trainable = wanted
                 _bump_structure()
+        self._track_computed()
+
+    def _track_computed(self) -> None:
+        """Track exactly the computed sub-layers; park the others (untracked, state kept).
+
+        A parked sub-layer keeps its variables (and the optimizer keeps its slots, see
+        `rebuild.py`); it is tracked again, unchanged, when the computed depth reaches it.
+        """
+        tracked = getattr(self, "_computed_blocks", None)
+        if tracked is None:
+            return
+        wanted = self.sublayers[: self._computed_depth]
+        same = 0
+        while same < min(len(tracked), len(wanted)) and tracked[same] is wanted[same]:
+            same += 1
+        if same == len(tracked) == len(wanted):
+            return
+        with _keras.unlocked(self):
+            while len(tracked) > same:
+                tracked.pop()  # untracks the sub-layer and its variables
+            while len(tracked) < len(wanted):
+                tracked.append(wanted[len(tracked)])
+        _bump_structure()
 
     # ------------------------------------------------------------------------------ save / load
     def save_own_variables(self, store):
@@ -492,6 +553,12 @@ class GInfinity(keras.layers.Layer):
 
     def read_w(self) -> float:
         return float(self.w.value)  # no NumPy conversion: TF tensors warn under NumPy 2
+
+    def read_stretch(self) -> float:
+        """The gate's current stretch `a`: `alpha`, or `softplus(b)` when it is trained."""
+        if self.stretch == "fixed":
+            return self.alpha
+        return float(softplus_stretch(ops.cast(self.stretch_b, "float32")))
 
     @staticmethod
     def active_depth_for(w: float) -> int:
@@ -583,33 +650,47 @@ class GInfinity(keras.layers.Layer):
     def call(self, inputs, training=None):
         self._refresh_depth_if_eager()
         self._check_steered(training)
-        w = ops.cast(self.w, self.compute_dtype)
-        w_float32 = ops.cast(self.w, "float32")  # penalties stay in float32 under mixed precision
-        x = inputs
-        penalty = None
-        for index in range(self._computed_depth):
-            gate = delta(float(index), w, self.alpha)
-            update = self.sublayers[index](x, training=training)
-            if self.merge == "residual":
-                x = x + update * gate
-            else:
-                x = x * (1.0 - gate) + update * gate
-            x = self._h(x)
-            if self._penalties[index]:
-                term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
-                term = shifted_delta(index, w_float32, self.alpha) * ops.cast(term, "float32")
-                penalty = term if penalty is None else penalty + term
-        if self._computed_depth == 0:
-            x = self._h(x)
         if self.w_cost_per_parameter and self._block_sizes:
             # The depth budget: the parameters that w switches on (one sub-layer's per unit of
             # w) cost w_cost_per_parameter each, so that several meta-layers grow by the value
             # of their parameters, not by which adds the cheapest sub-layers.
             cost = self.w_cost_per_parameter * self._block_sizes[0]
-            term = cost * ops.relu(w_float32)
-            penalty = term if penalty is None else penalty + term
-        if penalty is not None:
-            self.add_loss(penalty)
+            self.add_loss(cost * ops.relu(ops.cast(self.w, "float32")))
+        depth = self._computed_depth
+        if depth == 0:
+            return self._h(inputs)
+        # The fixed per-step cost of the meta-layer is what shows on small models: every gate is
+        # one vector op (not `depth` scalar chains), and so is every penalty gate.
+        w = ops.cast(self.w, self.compute_dtype)
+        alpha = alpha32 = self.alpha
+        if self.stretch == "trainable":
+            alpha32 = softplus_stretch(ops.cast(self.stretch_b, "float32"))
+            alpha = ops.cast(alpha32, self.compute_dtype)
+        gates = deltas(range(depth), w, alpha, dtype=self.compute_dtype)
+        gates = [gates[0]] if depth == 1 else ops.unstack(gates)
+        x = inputs
+        terms, penalized = [], []
+        for index in range(depth):
+            update = self.sublayers[index](x, training=training)
+            if self.merge == "residual":
+                x = x + update * gates[index]
+            elif self.merge == "geometric":
+                x = geometric_merge(x, update, gates[index])
+            else:
+                x = x * (1.0 - gates[index]) + update * gates[index]
+            x = self._h(x)
+            if self._penalties[index]:
+                term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
+                terms.append(ops.cast(term, "float32"))
+                penalized.append(index)
+        if terms:
+            # Penalties stay in float32 under mixed precision.
+            w32 = w if self.compute_dtype == "float32" else ops.cast(self.w, "float32")
+            factors = penalty_factors(self.penalty_factor, penalized, w32, alpha32)
+            if len(terms) == 1:
+                self.add_loss(factors[0] * terms[0])
+            else:
+                self.add_loss(ops.sum(factors * ops.stack(terms)))
         return x
 
     def compute_output_shape(self, input_shape):
@@ -619,5 +700,5 @@ class GInfinity(keras.layers.Layer):
     def parameter_counts(self, w: float | None = None) -> tuple[int, int]:
         """(parameters in use, allocated but unused) for the current or given `w`."""
         active = self.active_depth_for(self.read_w() if w is None else w)
-        in_use = sum(self._block_sizes[:active]) + 1
+        in_use = sum(self._block_sizes[:active]) + 1 + (self.stretch == "trainable")
         return in_use, sum(self._block_sizes[active:])

@@ -8,6 +8,10 @@ import keras
 
 from gdeeper import _keras
 from gdeeper.layer import GInfinity
+from gdeeper.width import GrowingWidth
+
+# Layers whose size follows a trainable `w` between steps (depth, or width in units).
+_META_TYPES = (GInfinity, GrowingWidth)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,10 +31,11 @@ class DepthInfo:
 
 
 def meta_layers(model: keras.layers.Layer) -> list[GInfinity]:
-    """Every `GInfinity` inside `model` (itself included), in model order."""
-    if isinstance(model, GInfinity):
+    """Every `GInfinity` (and width layer: `GrowingDense`, `GrowingConv2D`) inside `model`
+    (itself included), in model order."""
+    if isinstance(model, _META_TYPES):
         return [model]
-    return [layer for layer in _keras.flatten_layers(model) if isinstance(layer, GInfinity)]
+    return [layer for layer in _keras.flatten_layers(model) if isinstance(layer, _META_TYPES)]
 
 
 def _sync_jax_state(model) -> None:
@@ -64,8 +69,9 @@ def depths(model: keras.layers.Layer) -> dict[str, DepthInfo]:
 def summary(model: keras.Model, print_fn=None, **kwargs) -> None:
     """`model.summary()`, then each meta-layer's depth and the parameters it really uses.
 
-    Keras counts every allocated sub-layer, and shows those beyond the computed depth as
-    "Non-trainable params": they are spare capacity for growth, not frozen weights.
+    Keras counts only the computed sub-layers: those beyond the computed depth are parked
+    (spare capacity for growth, held outside the model's variables), and the line below
+    counts them.
     """
     print_fn = print_fn or print
     model.summary(print_fn=print_fn, **kwargs)
@@ -78,6 +84,6 @@ def summary(model: keras.Model, print_fn=None, **kwargs) -> None:
             f"  {name}: w={info.w:.3f}, {info.active_depth} active / {info.computed_depth} "
             f"computed / {info.allocated_depth} allocated sub-layers; "
             f"{info.params_in_use:,} params in use, {info.params_unused:,} allocated for "
-            "growth (counted by Keras as non-trainable)"
+            "growth (trainable ones beyond the computed depth are not in Keras' count)"
         )
     print_fn("\n".join(lines))

@@ -142,8 +142,14 @@ def train(
         bool,
         typer.Option("--print-config", help="print the resolved config (YAML) and exit"),
     ] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="log to MLflow too (default store: OUT/mlflow.db)")
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI (implies --mlflow)")
+    ] = None,
 ) -> None:
-    """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/."""
+    """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/ (with TensorBoard events)."""
     from gdeeper.runner import resume as resumes
     from gdeeper.runner import train as runner
     from gdeeper.runner.lock import Terminated, handle_sigterm, lock_run_dir
@@ -206,6 +212,7 @@ def train(
                 target = fresh_run_path(out / resolved.experiment, label)
         runner.prepare_backend(resolved.backend)
         runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
+        tracking = _mlflow_target(mlflow, mlflow_uri, out)  # checked: one line, nothing written
         if resume is None and run_dir is None:  # created atomically: a same-second twin gets -2
             from gdeeper.runner.rundir import create_run_dir
 
@@ -232,6 +239,7 @@ def train(
             console=console,
             progress=not quiet,
             created=created,
+            mlflow=tracking,
         )
     except ConfigError as error:
         raise _fail(str(error)) from None
@@ -249,6 +257,18 @@ def train(
     raise typer.Exit(summary["exit_code"])
 
 
+def _mlflow_target(flag: bool, uri: str | None, out: Path):
+    """--mlflow / --mlflow-uri, or the sweep's store that a sweep's run gets in its environment;
+    checked before anything is written. MLflow is imported only here, and only when asked for."""
+    if not (flag or uri or os.environ.get("GDEEPER_MLFLOW_URI")):
+        return None
+    from gdeeper.runner import mlflow_log
+
+    target = mlflow_log.target_from(flag, uri, out, dict(os.environ))
+    mlflow_log.connect(target)
+    return target
+
+
 app.command()(sweep)  # cli/sweep.py
 app.command()(runs)  # cli/runs.py
 app.command()(compare)
@@ -263,7 +283,10 @@ def plot(
     ] = None,
     format: Annotated[str, typer.Option("--format", help="png or svg")] = "png",
     reference: Annotated[
-        bool, typer.Option("--reference", help="add the original study's curves, dashed")
+        bool,
+        typer.Option(
+            "--reference", help="the figures with the original's curves: plots/w_reference.png ..."
+        ),
     ] = False,
 ) -> None:
     """Draw w, validation accuracy and validation loss against steps into PATH/plots/."""

@@ -82,9 +82,19 @@ def sweep(
         typer.Option(help="ray: retries of a run whose worker or node died (default 2)"),
     ] = None,
     reference: Annotated[
-        bool, typer.Option("--reference", help="plots include the original's curves")
+        bool,
+        typer.Option(
+            "--reference", help="also plots/w_reference.png ... with the original's curves"
+        ),
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="log to MLflow: a parent run, one nested run each")
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (implies --mlflow; default OUT/mlflow.db)"),
+    ] = None,
 ) -> None:
     """Run a grid of configs (cartesian product x seeds) on local worker processes or on Ray.
 
@@ -146,6 +156,12 @@ def sweep(
             executor=executor,
         )
         _check_runs(plan)
+        tracking = None
+        if (mlflow or mlflow_uri) and not dry_run:  # MLflow imported only when asked for
+            from gdeeper.runner import mlflow_log
+
+            tracking = mlflow_log.target_from(mlflow, mlflow_uri, out, {})
+            mlflow_log.connect(tracking)  # a bad store: one line, nothing written
     except ConfigError as error:
         raise _fail(str(error)) from None
 
@@ -177,6 +193,7 @@ def sweep(
         command=_command(ctx),
         console=console,
         reference_plots=reference,
+        mlflow=tracking,
     )
     if json_output:
         typer.echo(json.dumps(clean_json(result)))

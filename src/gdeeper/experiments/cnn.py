@@ -147,6 +147,9 @@ def build_image_model(
     max_depth: int = 1000,
     seed: int | None = None,
     name: str = "gdeeper_cnn",
+    merge: str = "residual",
+    stretch: str = "fixed",
+    penalty_factor: str = "gate",
 ):
     """The original MNIST network with meta-layers "cnn0", "cnn1" and "fc0" (uncompiled).
 
@@ -164,7 +167,7 @@ def build_image_model(
         bn_momentum: BatchNorm's moving-average momentum (0.99, Keras' and the original's
             default). With few steps per epoch (digits: 23 at batch 64) the moving statistics
             lag far behind and test accuracy stays near chance for many epochs; 0.9 fixes that.
-        chunk, max_depth: passed to every `GInfinity`.
+        chunk, max_depth, merge, stretch, penalty_factor: passed to every `GInfinity`.
         seed: seeds the fixed random layers (sub-layer weights follow Keras' global seed,
             `keras.utils.set_random_seed`, so that each sub-layer starts different).
     """
@@ -186,6 +189,9 @@ def build_image_model(
             w_regularizer=penalties[index],
             chunk=chunk,
             max_depth=max_depth,
+            merge=merge,
+            stretch=stretch,
+            penalty_factor=penalty_factor,
             name=layer_name,
         )
 

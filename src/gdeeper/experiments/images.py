@@ -70,6 +70,10 @@ class ImageModelConfig(Section):
     bn_momentum: Float = Field(0.99, ge=0, lt=1)
     chunk: Int = Field(5, ge=1)
     max_depth: Int = Field(1000, ge=1)
+    # The report's variants (docs/variants.md), for all three meta-layers.
+    merge: Literal["residual", "blend", "geometric"] = "residual"
+    stretch: Literal["fixed", "trainable"] = "fixed"
+    penalty_factor: Literal["gate", "step", "smooth_step"] = "gate"
 
     @model_validator(mode="after")
     def _check_lists(self):
@@ -190,6 +194,9 @@ def build_model(config: ImageConfig, input_shape, classes: int):
         bn_momentum=m.bn_momentum,
         chunk=m.chunk,
         max_depth=m.max_depth,
+        merge=m.merge,
+        stretch=m.stretch,
+        penalty_factor=m.penalty_factor,
         seed=config.seed,
         name=f"gdeeper_{config.experiment.replace('-', '_')}",
     )

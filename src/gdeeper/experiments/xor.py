@@ -49,7 +49,10 @@ class XorModelConfig(Section):
     gamma_shift: Float = Field(0.0, ge=0)
     chunk: Int = Field(5, ge=1)
     max_depth: Int = Field(1000, ge=1)
-    merge: Literal["residual", "blend"] = "residual"
+    merge: Literal["residual", "blend", "geometric"] = "residual"
+    # The report's variants (docs/variants.md); the defaults are the original's gate.
+    stretch: Literal["fixed", "trainable"] = "fixed"
+    penalty_factor: Literal["gate", "step", "smooth_step"] = "gate"
 
     @model_validator(mode="after")
     def _check_depth(self):
@@ -120,6 +123,8 @@ def build_xor_model(
     max_depth: int = 1000,
     merge: str = "residual",
     name: str = "g",
+    stretch: str = "fixed",
+    penalty_factor: str = "gate",
 ):
     """The original XOR network: fixed Dense(relu) -> GInfinity -> fixed Dense(sigmoid).
 
@@ -144,6 +149,8 @@ def build_xor_model(
         chunk=chunk,
         max_depth=max_depth,
         merge=merge,
+        stretch=stretch,
+        penalty_factor=penalty_factor,
         name=name,
     )(x)
     y = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="fixed_out")(x)
@@ -164,6 +171,8 @@ def build_model(config: XorConfig):
         chunk=m.chunk,
         max_depth=m.max_depth,
         merge=m.merge,
+        stretch=m.stretch,
+        penalty_factor=m.penalty_factor,
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),

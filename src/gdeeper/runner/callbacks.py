@@ -32,10 +32,14 @@ class RunRecorder(keras.callbacks.Callback):
     """Writes a metrics row per validation and a checkpoint every `plan.checkpoint_every`.
 
     `prior` holds what earlier sessions of the run counted: seconds, growth_events, retraces.
+    `tracking` gets each row too (TensorBoard events, MLflow metrics).
     """
 
-    def __init__(self, run_dir: Path, metrics, plan: Plan, initial_epoch: int, prior: dict):
+    def __init__(
+        self, run_dir: Path, metrics, plan: Plan, initial_epoch: int, prior: dict, tracking=None
+    ):
         super().__init__()
+        self.tracking = tracking  # runner.tracking.Tracking: TensorBoard / MLflow
         self.run_dir = Path(run_dir)
         self.metrics = metrics
         self.plan = plan
@@ -82,6 +86,8 @@ class RunRecorder(keras.callbacks.Callback):
             if number is not None:
                 row[key] = number
         self.metrics.write(row)
+        if self.tracking is not None:
+            self.tracking.log(row)
         self.last_row = row
         self.rows += 1
         now = time.perf_counter()

@@ -1,8 +1,12 @@
 """Figures of a run or a sweep: `w`, validation accuracy and validation loss against steps.
 
-A run: one line per meta-layer. A sweep: one line per run, coloured and labelled by the swept
-value ("5 active inputs"); with several meta-layers, one panel per meta-layer. `reference=True`
-adds the original study's curves, dashed, in the same colours.
+A run: one line per meta-layer, with its computed depth ceil(w) as a step line on the w plot;
+the w curve starts at step 0 with `model.w_init`, where the original's curves start. A sweep: one
+line per run, coloured and labelled by the swept value ("5 active inputs"); with several
+meta-layers, one panel per meta-layer. Titles say what was run ("xor: 5 active inputs, 20000
+steps, seed 0"); step and epoch axes have integer ticks, the w axis integer gridlines.
+`reference=True` draws the same figures with the original study's curves, dashed, in the same
+colours, into separate files (`w_reference.png`, ...): the plain figures are never replaced.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from gdeeper.files import atomic_path
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.stats import describe
 from gdeeper.runner.sweep_spec import read_sweep_spec
+from gdeeper.runner.titles import run_title, sweep_title
 
 FORMATS = ("png", "svg")
+REFERENCE_SUFFIX = "_reference"  # w_reference.png beside w.png
 
 
 def _pyplot():
@@ -43,7 +49,8 @@ def layer_names(frame: pd.DataFrame) -> list[str]:
 
 
 def plot_path(path: str | Path, fmt: str = "png", reference: bool = False) -> list[Path]:
-    """Plot a run or a sweep directory into its `plots/`; returns the files written."""
+    """Plot a run or a sweep directory into its `plots/`; returns the files written.
+    `reference`: the figures with the original's curves, as `<name>_reference.<fmt>`."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown plot format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -76,6 +83,24 @@ def _clip(frame: pd.DataFrame, x: str, limit: float | None) -> pd.DataFrame:
     return frame[frame[x] <= limit]
 
 
+def _initial_w(config, names: list[str]) -> dict[str, float]:
+    """Each meta-layer's w before training (`model.w_init`: one value, or one per layer)."""
+    w_init = getattr(getattr(config, "model", None), "w_init", None)
+    if isinstance(w_init, (int, float)):
+        return dict.fromkeys(names, float(w_init))
+    if isinstance(w_init, (list, tuple)) and len(w_init) == len(names):
+        return {name: float(w) for name, w in zip(names, w_init)}
+    return {}
+
+
+def _from_start(frame: pd.DataFrame, x: str, column: str, start: float | None):
+    """(xs, ys) of `column`, from x = 0 at `start` when the run's first validation is later."""
+    xs, ys = list(frame[x]), list(frame[column])
+    if start is not None and x == "step" and xs and xs[0] > 0:
+        xs, ys = [0, *xs], [start, *ys]
+    return xs, ys
+
+
 def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[Path]:
     plt = _pyplot()
     frame = read_metrics(run_dir)
@@ -89,14 +114,23 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
     out = Path(run_dir) / rd.PLOTS_DIR
     out.mkdir(exist_ok=True)
     written = []
-    title = Path(run_dir).name
+    title = run_title(config)
+    suffix = REFERENCE_SUFFIX if reference else ""
+    starts = _initial_w(config, names)
 
     # Image experiments validate on the test set (the original's MNIST figures say "test").
     held_out = "test" if x == "epoch" else "validation"
     colours = {name: f"C{i}" for i, name in enumerate(names)}
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name in names:
-        ax.plot(frame[x], frame[f"w/{name}"], color=colours[name], label=f"w of {name}")
+        start = starts.get(name)
+        xs, ys = _from_start(frame, x, f"w/{name}", start)
+        ax.plot(xs, ys, color=colours[name], label=f"w of {name}")
+        if f"depth/{name}" in frame:  # the sub-layers computed: ceil(w), held until it changes
+            depth = None if start is None else max(0, math.ceil(start))
+            xs, ys = _from_start(frame, x, f"depth/{name}", depth)
+            ax.step(xs, ys, where="post", color=colours[name], lw=0.9, alpha=0.45)
+            ax.plot([], [], color=colours[name], lw=0.9, alpha=0.45, label=f"depth of {name}")
     for label, ref in refs.items():
         for name in names:
             if f"w/{name}" in ref:
@@ -109,8 +143,8 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
                     alpha=0.8,
                     label=f"{label} ({name})",
                 )
-    _finish(ax, x, "w", title)
-    written.append(_save(fig, out / f"w.{fmt}", plt))
+    _finish(ax, x, "w and depth ceil(w)", title, integer_y=True)
+    written.append(_save(fig, out / f"w{suffix}.{fmt}", plt))
 
     for metric, file in (("accuracy", "accuracy"), ("loss", "loss")):
         fig, ax = plt.subplots(figsize=(9, 4.5))
@@ -134,7 +168,7 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
         _log_x_if_long(ax, frame[x])
         ylabel = f"test {metric}" if metric == "accuracy" and x == "epoch" else metric
         _finish(ax, x, ylabel, title)
-        written.append(_save(fig, out / f"{file}.{fmt}", plt))
+        written.append(_save(fig, out / f"{file}{suffix}.{fmt}", plt))
     return written
 
 
@@ -206,7 +240,8 @@ def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> li
             refs[group] = _reference_for(first["config"])
     out = sweep_dir / rd.PLOTS_DIR
     out.mkdir(exist_ok=True)
-    title = f"{sweep_dir.parent.name}/{sweep_dir.name}"
+    title = sweep_title(sweep_dir.parent.name, keys, records)
+    suffix = REFERENCE_SUFFIX if reference else ""
     written = []
 
     def draw(ax, column, ref_column):
@@ -218,7 +253,11 @@ def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> li
                 frame = record["frame"]
                 label = labels[group] if group not in seen else None
                 seen.add(group)
-                ax.plot(frame[x], frame[column], color=colours[group], lw=1.2, label=label)
+                start = None  # w starts at w_init at step 0, as the original's curves
+                if column.startswith("w/"):
+                    start = _initial_w(record["config"], layer_names(frame)).get(column[2:])
+                xs, ys = _from_start(frame, x, column, start)
+                ax.plot(xs, ys, color=colours[group], lw=1.2, label=label)
             for ref in refs.get(group, {}).values():
                 if ref_column in ref:
                     r = _clip(ref, x, limit)
@@ -228,8 +267,9 @@ def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> li
     fig, axes = plt.subplots(panels, 1, figsize=(11, 4.8 * panels), squeeze=False)
     for ax, name in zip(axes[:, 0], names or ["g"]):
         draw(ax, f"w/{name}", f"w/{name}")
-        _finish(ax, x, f"w of {name}" if len(names) > 1 else "w", title, reference and refs)
-    written.append(_save(fig, out / f"w.{fmt}", plt))
+        ylabel = f"w of {name}" if len(names) > 1 else "w"
+        _finish(ax, x, ylabel, title, reference and refs, integer_y=True)
+    written.append(_save(fig, out / f"w{suffix}.{fmt}", plt))
 
     for metric in ("accuracy", "loss"):
         fig, ax = plt.subplots(figsize=(11, 4.8))
@@ -238,14 +278,15 @@ def plot_sweep(sweep_dir: Path, fmt: str = "png", reference: bool = False) -> li
             _log_if_positive(ax, pd.concat([r["frame"] for r in records]), ["val_loss"])
         _log_x_if_long(ax, pd.concat([r["frame"][x] for r in records]))
         _finish(ax, x, f"validation {metric}", title, reference and refs)
-        written.append(_save(fig, out / f"{metric}.{fmt}", plt))
+        written.append(_save(fig, out / f"{metric}{suffix}.{fmt}", plt))
 
     if len(keys) == 1 and all(isinstance(g[0], (int, float)) for g in groups) and names:
-        written.append(_final_w(plt, records, keys[0], names, refs, groups, out, fmt, title, x))
+        file = f"final_w{suffix}.{fmt}"
+        written.append(_final_w(plt, records, keys[0], names, refs, groups, out, file, title, x))
     return written
 
 
-def _final_w(plt, records, key, names, refs, groups, out, fmt, title, x="step") -> Path:
+def _final_w(plt, records, key, names, refs, groups, out, file, title, x="step") -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     xs = [g[0] for g in groups]
     for name in names:
@@ -277,7 +318,7 @@ def _final_w(plt, records, key, names, refs, groups, out, fmt, title, x="step") 
     ax.set_title(title, fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, out / f"final_w.{fmt}", plt)
+    return _save(fig, out / file, plt)
 
 
 def _log_if_positive(ax, frame: pd.DataFrame, columns: list[str]) -> None:
@@ -294,10 +335,18 @@ def _log_x_if_long(ax, steps: pd.Series) -> None:
         ax.set_xscale("log")
 
 
-def _finish(ax, x: str, ylabel: str, title: str, dashed_note=False) -> None:
+def _finish(ax, x: str, ylabel: str, title: str, dashed_note=False, integer_y=False) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("training steps" if x == "step" else x)
     ax.set_ylabel(ylabel)
     ax.set_title(title + ("   (dashed: original study)" if dashed_note else ""), fontsize=9)
+    if ax.get_xscale() == "linear":  # steps and epochs are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    if integer_y:  # depth is a whole number of sub-layers: a gridline at each integer w
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, math.floor(low)), max(high, math.ceil(high)))  # >= 2 gridlines
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     handles, _ = ax.get_legend_handles_labels()
     if handles:

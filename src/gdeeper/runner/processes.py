@@ -72,13 +72,19 @@ def live_trainer(manifest: dict) -> int | None:
 
 
 # Lines TensorFlow's C++ logging writes while it loads, before absl is initialised: INFO and
-# WARNING records (`I0000 00:00:...`, `W0000 ...`) and absl's note about them.
-_LOAD_NOISE = re.compile(r"^([IW]\d{4} [\d:]+\.\d+ +\d+ |WARNING: All log messages before absl)")
+# WARNING records (`I0000 00:00:...`, `W0000 ...`) and absl's note about them; and the ERROR
+# record of a machine with CUDA libraries but no GPU driver (`E0000 ... failed call to cuInit`),
+# which only says that TensorFlow runs on the CPU.
+_LOAD_NOISE = re.compile(
+    r"^([IW]\d{4} [\d:]+\.\d+ +\d+ |WARNING: All log messages before absl"
+    r"|E\d{4} [\d:]+\.\d+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit)"
+)
 
 
 def import_keras_quietly():
     """`import keras`, without the INFO/WARNING lines the backend prints to stderr as it loads
-    (they would precede every one-line error); its other lines (errors) are passed on."""
+    (they would precede every one-line error); its other lines (errors) are passed on. Under
+    TensorFlow the devices are looked up here too, for the same reason (the cuInit line)."""
     if "keras" in sys.modules:
         import keras
 
@@ -94,6 +100,11 @@ def import_keras_quietly():
         os.dup2(captured.fileno(), 2)
         try:
             import keras
+
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()  # the first call initialises CUDA
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -7,7 +7,9 @@ outputs/<experiment>/<run id>/
     summary.json     final and best values, speed, growth events
     model.keras      final model
     checkpoint/      state.json + model-<epoch>.keras, written atomically for --resume
-    plots/           figures
+    plots/           figures (and <name>_reference.png with the original's curves)
+    events.out.tfevents.session-NNNN   TensorBoard events, one file per session
+    mlflow.json      the run's MLflow run (with --mlflow)
     error.log        the traceback of a failed run
 
 outputs/sweeps/<sweep name>/<sweep id>/

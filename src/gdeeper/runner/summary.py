@@ -125,10 +125,10 @@ def summarize_run(config, run_dir: Path, outcome: Outcome) -> dict:
         "train_seconds": final.get("seconds"),
         **_speed(outcome, steps),
     }
-    if target_epochs(config) is not None:
+    if target_epochs(config) is not None:  # epoch-based (images); XOR counts steps only
         summary["epochs"] = int(final.get("epoch", 0))
         summary["target_epochs"] = target_epochs(config)
-    summary.update(_epoch_speed(outcome))
+        summary.update(_epoch_speed(outcome))
     if outcome.plan is not None:
         summary.update(outcome.plan.info)
     summary.update(outcome.info)

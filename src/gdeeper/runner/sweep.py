@@ -87,6 +87,22 @@ def _runs_to_do(plan: SweepPlan, sweep_dir: Path, workers: int) -> tuple[dict, l
     return done, todo
 
 
+def _start_mlflow(target, sweep_dir: Path, plan: SweepPlan, todo: list, console):
+    """The sweep's parent MLflow run (None without --mlflow); its runs get it in their env."""
+    if target is None:
+        return None
+    from gdeeper.runner.mlflow_log import MlflowSweepLog
+
+    try:
+        sweep_log = MlflowSweepLog(target, sweep_dir, plan.spec, resume=plan.resume)
+    except Exception as error:  # tracking is a convenience: the sweep runs without it
+        console.print(f"sweep: MLflow tracking is off: {error}", highlight=False, soft_wrap=True)
+        return None
+    for run in todo:
+        run.env.update(sweep_log.child_env())
+    return sweep_log
+
+
 def run_sweep(
     plan: SweepPlan,
     out: str | Path = "outputs",
@@ -95,10 +111,12 @@ def run_sweep(
     command: list[str] | None = None,
     console=None,
     reference_plots: bool = False,
+    mlflow=None,
 ) -> dict:
     """Run a planned sweep; returns the sweep's summary. Failed runs are recorded, not raised.
 
     `executor_options` go to the plan's executor as keyword arguments (Ray: `options`, `console`).
+    `mlflow`: a `runner.mlflow_log.MlflowTarget`: a parent MLflow run, the runs nested under it.
     """
     console = console or Console(stderr=True)
     executor = get_executor(plan.executor)
@@ -123,6 +141,7 @@ def run_sweep(
 
     keys = list(spec.grid)
     done, todo = _runs_to_do(plan, sweep_dir, workers)
+    sweep_log = _start_mlflow(mlflow, sweep_dir, plan, todo, console)
     order = [r.name for r in plan.runs]
     invalid = [r for r in done.values() if r.status == INVALID]
     skipped = len(done) - len(invalid)
@@ -170,9 +189,16 @@ def run_sweep(
     report = summarize_sweep(sweep_dir)
     if any(r.summary for r in results):
         try:
-            plot_path(sweep_dir, reference=reference_plots)
+            plot_path(sweep_dir)
+            if reference_plots:  # beside the plain figures: <name>_reference.png
+                plot_path(sweep_dir, reference=True)
         except Exception as error:
             console.print(f"sweep: plotting failed: {error}", highlight=False)
+    if sweep_log is not None:
+        try:
+            sweep_log.finish(status)
+        except Exception as error:
+            console.print(f"sweep: MLflow: {error}", highlight=False, soft_wrap=True)
     return {
         "sweep_dir": str(sweep_dir),
         "status": status,

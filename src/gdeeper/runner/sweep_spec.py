@@ -4,7 +4,7 @@ A sweep spec (YAML):
 
     name: xor                     # the sweep's directory: <out>/sweeps/<name>/<sweep id>/
     experiment: xor
-    config: xor.yaml              # base config, relative to the spec file (optional)
+    config: xor.yaml              # base config, relative to the spec file's folder (optional)
     set: {training.steps: 20000}  # overrides for every run (optional)
     grid: {data.active: [0, 1, 2, 3, 4, 5, 6, 7, 8]}
     seeds: 3                      # a count (seeds 0..N-1) or a list of seeds
@@ -117,6 +117,22 @@ def _run_name(keys: list[str], values: dict, seed: int) -> str:
     return "_".join(parts)
 
 
+def spec_config_path(spec: SweepSpec, spec_path: str | Path | None) -> Path | None:
+    """The spec's `config:` file: a relative path is read from the spec file's folder (not the
+    working directory), so a spec and its config move together. Missing: a one-line error that
+    names where it looked."""
+    if spec.config is None:
+        return None
+    base = Path(spec.config).expanduser()
+    if not base.is_absolute() and spec_path is not None:
+        base = Path(spec_path).parent / base
+    if not base.is_file():
+        where = "" if spec_path is None else f"sweep spec {spec_path}: "
+        relative = "" if Path(spec.config).is_absolute() else " (relative to the spec's folder)"
+        raise ConfigError(f"{where}config {spec.config!r} not found: looked for {base}{relative}")
+    return base
+
+
 def expand(
     spec: SweepSpec,
     spec_path: str | Path | None,
@@ -127,11 +143,7 @@ def expand(
     A point whose config is refused becomes a run with `error` set (the others still run); when
     every point is refused the spec itself is wrong, and the first error is raised.
     """
-    base = None
-    if spec.config is not None:
-        base = Path(spec.config)
-        if not base.is_absolute() and spec_path is not None:
-            base = Path(spec_path).parent / base
+    base = spec_config_path(spec, spec_path)
     keys = list(spec.grid)
     runs, names = [], set()
     for combo in itertools.product(*(spec.grid[k] for k in keys)):

@@ -36,6 +36,7 @@ from gdeeper.runner.plot import plot_path
 from gdeeper.runner.processes import import_keras_quietly
 from gdeeper.runner.resume import load_resume_point, target_epochs, target_steps
 from gdeeper.runner.summary import Outcome, summarize_run
+from gdeeper.runner.tracking import Tracking
 
 
 def prepare_backend(requested: str | None) -> str | None:
@@ -75,6 +76,7 @@ def train(
     console=None,
     progress: bool = True,
     created: bool = False,
+    mlflow=None,
 ) -> dict:
     """Train `config` into `run_dir` (created; must not exist) or resume the run there.
 
@@ -82,20 +84,21 @@ def train(
     completed, diverged, failed, interrupted, and `summary["exit_code"]` the CLI's exit code.
     Raises ConfigError, before anything is written, when the run cannot start. `created`: the
     caller made the (empty) run directory. The run directory is locked for the whole session
-    (`runner.lock`), and SIGTERM stops it as Ctrl-C does, with exit code 143.
+    (`runner.lock`), and SIGTERM stops it as Ctrl-C does, with exit code 143. The run writes
+    TensorBoard events; `mlflow` (a `runner.mlflow_log.MlflowTarget`) logs it to MLflow too.
     """
     run_dir = Path(run_dir)
     locked_before = holds_lock(run_dir)  # the CLI locks a run it resumes before reading it
     previous_handler = handle_sigterm()  # put back on return: a library call leaves no trace
     try:
-        return _session(config, run_dir, resume, command, console, progress, created)
+        return _session(config, run_dir, resume, command, console, progress, created, mlflow)
     finally:
         restore_sigterm(previous_handler)
         if not locked_before:
             release_run_dir(run_dir)
 
 
-def _session(config, run_dir: Path, resume, command, console, progress, created) -> dict:
+def _session(config, run_dir: Path, resume, command, console, progress, created, mlflow) -> dict:
     state = None
     previous = None
     if resume:
@@ -131,7 +134,17 @@ def _session(config, run_dir: Path, resume, command, console, progress, created)
         save_config(config, run_dir / rd.CONFIG_FILE)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM while Keras loads: nothing to keep
         return _stopped_early(run_dir, resume, stop)
-    outcome = _fit(config, run_dir, state, resume, manifest["sessions"][-1], console, progress)
+    start_step = int(state["step"]) if state is not None else 0
+    number = len(manifest["sessions"])  # this session's, from 1: names its event file
+    others = [] if mlflow is None else [("MLflow", mlflow.tracker(run_dir, config, resume))]
+    tracking = Tracking(
+        run_dir, config, start_step=start_step, resume=resume, session=number, others=others
+    )
+    session = manifest["sessions"][-1]
+    from gdeeper._keras import without_tensorflow
+
+    with without_tensorflow():  # a JAX run never imports TensorFlow (tests/test_quiet.py)
+        outcome = _fit(config, run_dir, state, resume, session, console, progress, tracking)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the files below are written whole
 
     summary = summarize_run(config, run_dir, outcome)
@@ -157,6 +170,8 @@ def _session(config, run_dir: Path, resume, command, console, progress, created)
             plot_path(run_dir)
         except Exception as error:  # plots are a convenience; the run's data is what counts
             warnings.append(f"plotting failed: {error}")
+    tracking.finish(summary)  # after the plots: MLflow takes them as artifacts
+    warnings.extend(tracking.warnings)
     if warnings:
         summary["warnings"] = warnings
     return summary
@@ -208,7 +223,7 @@ def _write_json_best_effort(path: Path, data: dict, warnings: list) -> bool:
         return False
 
 
-def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Outcome:
+def _fit(config, run_dir: Path, state, resume, session, console, progress, tracking) -> Outcome:
     """One session of training (Keras is loaded); every way it ends becomes an `Outcome`."""
     import keras
 
@@ -246,7 +261,9 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress) -> Ou
         session["start_step"] = initial_epoch * plan.steps_per_epoch
         names = [layer.name for layer in gdeeper.meta_layers(plan.model)]
         metrics = rd.MetricsWriter(run_dir / rd.METRICS_FILE, rd.metrics_columns(names))
-        recorder = outcome.recorder = RunRecorder(run_dir, metrics, plan, initial_epoch, prior)
+        recorder = outcome.recorder = RunRecorder(
+            run_dir, metrics, plan, initial_epoch, prior, tracking
+        )
         depth_cb = gdeeper.DepthCallback()
         callbacks = [depth_cb, *plan.callbacks, recorder]
         if progress:

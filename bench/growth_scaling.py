@@ -1,0 +1,329 @@
+"""Benchmark 5: growth that scales, with the depth and with the number of meta-layers.
+
+1. Depth: one `fit` in which `w` of the XOR-shaped model (24 units, batch 1000) is pushed
+   from 1.5 (2 computed sub-layers) to 4.5, 19.5, 49.5 and 99.5: growth events at computed
+   depths 5, 20, 50 and 100. Every step is timed (steps_per_execution=1), and the traces of
+   the training step are counted (the meta-layer's `call` runs in Python only while a step is
+   being traced). An event's cost is the extra time of the step in which DepthCallback grows
+   the model plus that of the next one (the retrace).
+   Targets: traces grow at most linearly with the number of depth changes (at most one per
+   change, beyond the first trace); the growth of a 100,000-step run that ends at depth 50 is
+   < 5 % of it. That run is computed, not trained: its 49 one-sub-layer growth events cost what
+   the measured events cost at their depth (interpolated; see `fraction_of_run`), and its
+   steps what the measured ordinary steps cost.
+2. Meta-layers: models with 1, 3 and 10 meta-layers in series, each pushed from 5 to 6 computed
+   sub-layers (all at once: one event, one allocation of 5 per meta-layer).
+3. Memory: 20 grow/shrink cycles (5 -> 25 sub-layers, back to 5, `prune`); the process' RSS
+   after each cycle. Target: no growth from released sub-layers (the last 10 cycles add
+   < 10 MB). Measured without training steps (only allocation and release) and, reported
+   beside it, with a training step after each change (each one a retrace).
+
+Run: python bench/growth_scaling.py [--quick]; KERAS_BACKEND picks the backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import gc
+import resource
+import time
+
+import keras
+import numpy as np
+
+import gdeeper
+from common import table, write
+from gdeeper import GInfinity
+from gdeeper.experiments.xor import xor_data
+
+BATCH = 1000
+UNITS = 24
+FRACTION_TARGET = 0.05
+RSS_TARGET_MB = 10.0
+
+# Python-level calls of each meta-layer's `call`: under `fit` it runs only while tracing.
+TRACES: collections.Counter = collections.Counter()
+_call = GInfinity.call
+
+
+@functools.wraps(_call)  # Keras reads call's signature
+def _counted_call(self, *args, **kwargs):
+    TRACES[self.name] += 1
+    return _call(self, *args, **kwargs)
+
+
+GInfinity.call = _counted_call
+
+
+def build(meta_layers: int, w_init: float) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(UNITS, activation="relu", trainable=False)(inputs)
+    for index in range(meta_layers):
+        x = GInfinity(
+            [keras.layers.Dense(UNITS), keras.layers.BatchNormalization()],
+            w_init=w_init,
+            w_regularizer=None,
+            name=f"g{index}",
+        )(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid", trainable=False)(x))
+    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", steps_per_execution=1)
+    return model
+
+
+class Push(keras.callbacks.Callback):
+    """Sets every meta-layer's w on a schedule {batch: w} (JAX: through the trainer's state)."""
+
+    def __init__(self, schedule: dict[int, float]):
+        super().__init__()
+        self.schedule = schedule
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch in self.schedule:
+            if hasattr(self.model, "jax_state_sync"):
+                self.model.jax_state_sync()
+            for layer in gdeeper.meta_layers(self.model):
+                layer.w.assign(self.schedule[batch])
+
+
+class Clock(keras.callbacks.Callback):
+    """End time of every step, after every other callback (DepthCallback included) ran."""
+
+    def on_train_begin(self, logs=None):
+        self.marks = [time.perf_counter()]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.marks.append(time.perf_counter())
+
+
+def timed_fit(model, schedule: dict[int, float], steps: int):
+    x, y = xor_data(np.random.default_rng(0), steps * BATCH, 5)
+    depth_callback, clock = gdeeper.DepthCallback(), Clock()
+    TRACES.clear()
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        verbose=0,
+        shuffle=False,
+        callbacks=[Push(schedule), depth_callback, clock],
+    )
+    return np.diff(clock.marks), depth_callback.growth_log
+
+
+def events_of(seconds, growth_log, pushes: list[int], window: int) -> list[dict]:
+    """Per push at batch b: the growth step b+1, the retrace step b+2, ordinary steps after."""
+    events = []
+    for b in pushes:
+        ordinary = float(np.median(seconds[b + 3 : b + 1 + window]))
+        grown = [e for e in growth_log if e["batch"] == b + 1]
+        events.append(
+            {
+                "push_batch": b,
+                "computed_depth": max(e["computed_depth"] for e in grown) if grown else None,
+                "allocated": max(e["allocated"] for e in grown) if grown else None,
+                "growth_step": float(seconds[b + 1]),
+                "retrace_step": float(seconds[b + 2]),
+                "ordinary_step": ordinary,
+                "event_cost": float(seconds[b + 1] + seconds[b + 2] - 2 * ordinary),
+            }
+        )
+    return events
+
+
+def depth_series(depths: list[int], window: int) -> dict:
+    """One fit: w pushed from 1.5 (2 computed) to d - 0.5 for each d in `depths`, in turn."""
+    model = build(1, 1.5)
+    model.fit(*xor_data(np.random.default_rng(1), 2 * BATCH, 5), batch_size=BATCH, verbose=0)
+    targets = [d - 0.5 for d in depths]
+    schedule = {window * (i + 1): w for i, w in enumerate(targets)}
+    steps = window * (len(targets) + 1) + 2
+    seconds, log = timed_fit(model, schedule, steps)
+    layer = model.get_layer("g0")
+    assert layer.computed_depth == depths[-1], gdeeper.depths(model)
+    events = events_of(seconds, log, sorted(schedule), window)
+    changes = len(log)
+    return {
+        "events": events,
+        "depth_changes": changes,
+        "traces": TRACES["g0"],
+        "ordinary_step_depth_2": float(np.median(seconds[3:window])),
+        "linear": TRACES["g0"] <= changes + 1,
+    }
+
+
+def fraction_of_run(series: dict, final: int, steps: int = 100_000) -> dict:
+    """Growth time of a `steps`-step run in which w rises one sub-layer at a time to `final`.
+
+    Such a run has `final - 1` growth events (depths 2..final). The cost of an event at depth
+    d and the ordinary step time at depth d are interpolated linearly between the measured
+    depths (the cost below the first measured depth is taken as that depth's: an over-estimate,
+    as is using the cost of events that allocated many sub-layers at once). The run's steps are
+    spread evenly over the depths 1..final; the fraction at the depth-1 step time for all
+    100,000 steps (the shortest run possible) is reported too.
+    """
+    measured = [e for e in series["events"] if e["computed_depth"] is not None]
+    points = [2] + [e["computed_depth"] for e in measured]
+    step_times = [series["ordinary_step_depth_2"]] + [e["ordinary_step"] for e in measured]
+    costs = [measured[0]["event_cost"]] + [e["event_cost"] for e in measured]
+    grid = np.arange(2, final + 1)
+    growth = float(np.sum(np.interp(grid, points, costs)))
+    mean_step = float(np.mean(np.interp(np.arange(1, final + 1), points, step_times)))
+    fastest = min(step_times)
+    return {
+        "run_steps": steps,
+        "final_depth": final,
+        "growth_events": len(grid),
+        "measured_depths": points,
+        "growth_seconds": growth,
+        "mean_step_seconds": mean_step,
+        "fraction": growth / (steps * mean_step),
+        "fraction_at_fastest_step": growth / (steps * fastest),
+        "target": FRACTION_TARGET,
+        "met": growth / (steps * mean_step) < FRACTION_TARGET,
+    }
+
+
+def meta_layer_series(counts: list[int], window: int) -> list[dict]:
+    results = []
+    for count in counts:
+        model = build(count, 4.5)  # 5 computed, 5 allocated
+        model.fit(*xor_data(np.random.default_rng(1), 2 * BATCH, 5), batch_size=BATCH, verbose=0)
+        seconds, log = timed_fit(model, {window: 5.5}, 2 * window + 2)
+        (event,) = events_of(seconds, log, [window], window)
+        traces = TRACES["g0"]
+        assert all(layer.allocated_depth == 10 for layer in gdeeper.meta_layers(model))
+        results.append({"meta_layers": count, **event, "traces": traces, "depth_changes": len(log)})
+    return results
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_cycles(cycles: int, train: bool) -> dict:
+    """RSS after each of `cycles` grow/shrink cycles (5 -> 25 sub-layers and back, `prune`).
+
+    With `train`, a training step follows each change (two retraces per cycle); without it,
+    only sub-layers are allocated and released, which isolates what released sub-layers keep.
+    """
+    model = build(1, 4.5)
+    layer = model.get_layer("g0")
+    x, y = xor_data(np.random.default_rng(2), BATCH, 5)
+    gdeeper.update_depths(model)
+    model.train_on_batch(x, y)
+    rss = []
+    for _ in range(cycles):
+        layer.w.assign(24.5)
+        gdeeper.update_depths(model)  # 25 computed, 25 allocated
+        if train:
+            model.train_on_batch(x, y)
+        layer.w.assign(4.5)
+        gdeeper.update_depths(model)
+        gdeeper.prune(model)  # back to 5 allocated: 20 sub-layers released
+        if train:
+            model.train_on_batch(x, y)
+        assert (layer.allocated_depth, layer.computed_depth) == (5, 5)
+        gc.collect()
+        rss.append(rss_mb())
+    half = len(rss) // 2
+    growth = rss[-1] - rss[half - 1] if cycles > 1 else 0.0
+    return {"rss_mb": rss, "growth_last_half_mb": growth, "trained": train}
+
+
+def memory(cycles: int, trained_cycles: int) -> dict:
+    released = rss_cycles(cycles, train=False)
+    trained = rss_cycles(trained_cycles, train=True)
+    return {
+        **released,  # the target: no growth from released sub-layers
+        "with_training_steps": trained,
+        "target_mb": RSS_TARGET_MB,
+        "met": released["growth_last_half_mb"] < RSS_TARGET_MB,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="depths 5, 10; 1 and 3 meta-layers")
+    parser.add_argument("--depths", nargs="+", type=int, default=[5, 20, 50, 100])
+    parser.add_argument("--final", type=int, default=50, help="final depth of the 100k-step run")
+    parser.add_argument("--meta-layers", nargs="+", type=int, default=[1, 3, 10])
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--trained-cycles", type=int, default=4, help="cycles with steps")
+    args = parser.parse_args()
+    depths = [5, 10] if args.quick else args.depths
+    final = 10 if args.quick else args.final
+    window = 8
+    start = time.perf_counter()
+    depth = depth_series(depths, window)
+    fraction = fraction_of_run(depth, final)
+    print(f"depth series done ({time.perf_counter() - start:.0f} s): {fraction}", flush=True)
+    layers = meta_layer_series([1, 3] if args.quick else args.meta_layers, window)
+    print(f"meta-layer series done ({time.perf_counter() - start:.0f} s)", flush=True)
+    rss = memory(6 if args.quick else args.cycles, 2 if args.quick else args.trained_cycles)
+    wall = time.perf_counter() - start
+
+    shown = depth["events"]
+    rows = [
+        [
+            e["computed_depth"],
+            e["allocated"],
+            f"{e['ordinary_step'] * 1e3:.2f}",
+            f"{(e['growth_step'] - e['ordinary_step']) * 1e3:.0f}",
+            f"{(e['retrace_step'] - e['ordinary_step']) * 1e3:.0f}",
+            f"{e['event_cost']:.3f}",
+        ]
+        for e in shown
+    ]
+    header = ["depth", "allocated", "step ms", "growth ms", "retrace ms", "event s"]
+    print(table(rows, header))
+    print(
+        f"depth changes {depth['depth_changes']}, traces {depth['traces']} "
+        f"({'at most one per change' if depth['linear'] else 'MORE than one per change'})"
+    )
+    print(
+        f"run of 100,000 steps to depth {final}: growth {fraction['growth_seconds']:.1f} s over "
+        f"{fraction['growth_events']} events, step {fraction['mean_step_seconds'] * 1e3:.2f} ms"
+        f" -> {fraction['fraction'] * 100:.2f} % (at the fastest step "
+        f"{fraction['fraction_at_fastest_step'] * 100:.2f} %; target < 5 %)"
+    )
+    rows = [
+        [
+            r["meta_layers"],
+            f"{r['ordinary_step'] * 1e3:.2f}",
+            f"{(r['growth_step'] - r['ordinary_step']) * 1e3:.0f}",
+            f"{(r['retrace_step'] - r['ordinary_step']) * 1e3:.0f}",
+            f"{r['event_cost']:.3f}",
+            r["depth_changes"],
+            r["traces"],
+        ]
+        for r in layers
+    ]
+    header = ["meta-layers", "step ms", "growth ms", "retrace ms", "event s", "changes", "traces"]
+    print(table(rows, header))
+    trained = rss["with_training_steps"]
+    print(
+        f"RSS over {len(rss['rss_mb'])} grow/shrink cycles: {rss['rss_mb'][0]:.0f} -> "
+        f"{rss['rss_mb'][-1]:.0f} MB, last half +{rss['growth_last_half_mb']:.1f} MB "
+        f"(target < {RSS_TARGET_MB:.0f} MB); with a training step after each change (retraces): "
+        f"{trained['rss_mb'][0]:.0f} -> {trained['rss_mb'][-1]:.0f} MB"
+    )
+    print(f"wall {wall:.0f} s")
+    payload = {
+        "depth": depth,
+        "run_fraction": fraction,
+        "meta_layers": layers,
+        "memory": rss,
+        "wall_seconds": wall,
+    }
+    print("wrote", write("growth_scaling", payload))
+
+
+if __name__ == "__main__":
+    main()
