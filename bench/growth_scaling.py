@@ -118,7 +118,7 @@ def events_of(seconds, growth_log, pushes: list[int], window: int) -> list[dict]
     events = []
     for b in pushes:
         ordinary = float(np.median(seconds[b + 3 : b + 1 + window]))
-        grown = [e for e in growth_log if e["batch"] == b + 1]
+        grown = [e for e in growth_log if e["batch"] in (b, b + 1)]
         events.append(
             {
                 "push_batch": b,

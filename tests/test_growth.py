@@ -24,10 +24,11 @@ class ProbedDepthCallback(DepthCallback):
         super().__init__()
         self.store = store
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _follow(self, batch, sync=False):
         self.store.setdefault("before", []).append((batch, optimizer_state(self.model), None))
-        super().on_train_batch_end(batch, logs)
+        ws = super()._follow(batch, sync)
         self.store.setdefault("after", []).append((batch, optimizer_state(self.model), None))
+        return ws
 
 
 def parity_model(w_init, chunk):
@@ -149,3 +150,32 @@ def test_tiny_xor_run_learns_parity_of_three():
         f"tiny XOR (3 active, 600 steps): val_accuracy={history.history['val_accuracy'][-1]}, "
         f"w={w:.3f}"
     )
+
+
+def test_depth_callback_leaves_keras_batch_end_dispatch_asynchronous():
+    # Keras waits for every step's results (and stops queuing steps on a GPU) as soon as one
+    # callback overrides a batch-end hook; DepthCallback must not.
+    for hook in ("on_batch_end", "on_train_batch_end", "on_test_batch_end"):
+        assert getattr(DepthCallback, hook) is getattr(keras.callbacks.Callback, hook), hook
+
+
+def test_check_every_reads_w_on_a_fixed_grid_and_at_epoch_end():
+    keras.utils.set_random_seed(2)
+    model = parity_model(w_init=1.9, chunk=2)
+    x, y = xor_data(np.random.default_rng(0), 30_000, 8)
+    callback = ProbedDepthCallback({})
+    callback.check_every = 4
+    model.fit(x, y, batch_size=1000, epochs=2, verbose=0, callbacks=[callback])
+    checked = [batch for batch, _, _ in callback.store["before"]]
+    # before executions 5, 9, ... of each epoch (after steps 3, 7, ...), and after its last step
+    assert checked == [3, 7, 11, 15, 19, 23, 27, 29] * 2, checked
+    assert callback.growth_log, "w never crossed an integer"
+    assert {event["batch"] for event in callback.growth_log} <= set(checked)
+    layer = model.get_layer("g")
+    assert layer.computed_depth >= layer.active_depth_for(layer.read_w())
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_check_every_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match=f"check_every must be an integer >= 1, got {bad!r}"):
+        DepthCallback(check_every=bad)

@@ -120,14 +120,15 @@ class _Probe(DepthCallback):
         block = self._target.get_layer("g").sublayers[2]
         return numpy_of(block.weights), slots_of(self._target.optimizer, block)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _follow(self, batch, sync=False):
         self.before[batch] = self.snapshot()
-        super().on_train_batch_end(batch, logs)
+        ws = super()._follow(batch, sync)
         self.after[batch] = self.snapshot()
         layer = self._target.get_layer("g")
         if layer.computed_depth == 2:
             assert_out_of_the_model(self._target, self._target.optimizer, layer.sublayers[2])
             self.parked_seen.append(batch)
+        return ws
 
 
 def test_parked_sub_layer_comes_back_unchanged_in_fit():
@@ -136,13 +137,14 @@ def test_parked_sub_layer_comes_back_unchanged_in_fit():
     model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy", steps_per_execution=1)
     x, y = xor_data(np.random.default_rng(0), 12_000, 8)
     probe = _Probe()
-    # w drops below 1.75 after batch 3 (sub-layer 2 is parked at batch 4), back after batch 8.
+    # w drops below 1.75 after batch 3 (DepthCallback parks sub-layer 2 before batch 4), and is
+    # back after batch 8 (sub-layer 2 computed again before batch 9).
     model.fit(x, y, batch_size=1000, verbose=0, callbacks=[probe, _Steer({3: 1.5, 8: 2.5})])
     events = [(e["batch"], e["computed_depth"]) for e in probe.growth_log]
-    assert events == [(4, 2), (9, 3)], events
-    assert probe.parked_seen == [4, 5, 6, 7, 8]
-    parked_weights, parked_slots = probe.before[4]  # trained up to its last step, then parked
-    back_weights, back_slots = probe.after[9]
+    assert events == [(3, 2), (8, 3)], events
+    assert probe.parked_seen == [3, 4, 5, 6, 7]
+    parked_weights, parked_slots = probe.before[3]  # trained up to its last step, then parked
+    back_weights, back_slots = probe.after[8]
     assert_same(parked_weights, back_weights)
     assert_same(parked_slots, back_slots)
     assert len(parked_weights) == 6 and len(parked_slots) == 8  # m, v of 4 trainable weights

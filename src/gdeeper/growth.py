@@ -117,11 +117,26 @@ class DepthCallback(keras.callbacks.Callback):
     (every `steps_per_execution` steps); growth keeps the optimizer's state. It also makes the
     model's `get_weights`/`set_weights` depth-aware (see `gdeeper.depth_aware_weights`), so
     `EarlyStopping(restore_best_weights=True)` restores a model that grew after its best epoch.
+
+    Args:
+        verbose: print every growth event.
+        check_every: read `w` before every `check_every`-th execution of an epoch, and always at
+            the end of an epoch. Reading `w` waits for the step that wrote it; on a GPU that
+            wait stops the host from queuing the next steps (Keras dispatches the other
+            callbacks asynchronously as long as no callback needs every step's results), so 10
+            to 50 keeps the device busy there. Between checks `w` moves by a few learning
+            rates, and the computed depth already runs `lookahead` ahead of `ceil(w)`. The
+            checks fall on the same steps in a resumed run (they are counted per epoch).
     """
 
-    def __init__(self, verbose: bool = False):
+    def __init__(self, verbose: bool = False, check_every: int = 1):
         super().__init__()
+        if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
+            raise ValueError(
+                f"DepthCallback: check_every must be an integer >= 1, got {check_every!r}"
+            )
         self.verbose = verbose
+        self.check_every = check_every
         self.growth_log: list[dict] = []
         self._layers: list[GInfinity] = []
 
@@ -154,38 +169,53 @@ class DepthCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._layers = []
+        self._since_epoch_begin = 0
         _steer(self._target, meta_layers(self._target))
         self._started = self._start()
 
-    def on_train_batch_end(self, batch, logs=None):
+    # The depth follows `w` before each execution, not after: Keras runs batch-end hooks on a
+    # worker thread, without waiting for each step, only while no callback overrides them, and
+    # growth must happen on the training thread, between two executions.
+    def on_train_batch_begin(self, batch, logs=None):
+        self._since_epoch_begin += 1
+        if batch == 0 or (self._since_epoch_begin - 1) % self.check_every:
+            return  # the epoch's first execution: checked at the last epoch's end
+        self._follow(int(batch) - 1)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._since_epoch_begin = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        last_step = int((self.params or {}).get("steps") or self._since_epoch_begin) - 1
+        ws = self._follow(last_step, sync=True)
+        if logs is not None and ws is not None:
+            self._add_logs(logs, ws)
+
+    def _follow(self, batch: int, sync: bool = False) -> list[float] | None:
+        """Read every `w` and let the depths follow; log the changes as after step `batch`."""
         if not self._started:
             self._started = self._start()
             if not self._started:
-                return
+                return None
+        if sync:
+            _sync_jax_state(self._target)
         ws = self._reader.read()
         before = [layer.allocated_depth for layer in self._layers]
         changed = update_depths(self._target, ws)
-        if changed:
-            for layer, w, allocated in zip(self._layers, ws, before):
-                if layer.name in changed:
-                    event = {
-                        "batch": int(batch),
-                        "layer": layer.name,
-                        "w": w,
-                        "computed_depth": layer.computed_depth,
-                        "allocated_before": allocated,
-                        "allocated": layer.allocated_depth,
-                    }
-                    self.growth_log.append(event)
-                    if self.verbose:
-                        print(f"gdeeper: {event}")
-        if logs is not None:
-            self._add_logs(logs, ws)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._layers:
-            _sync_jax_state(self._target)
-            self._add_logs(logs, [layer.read_w() for layer in self._layers])
+        for layer, w, allocated in zip(self._layers, ws, before):
+            if layer.name in changed:
+                event = {
+                    "batch": batch,
+                    "layer": layer.name,
+                    "w": w,
+                    "computed_depth": layer.computed_depth,
+                    "allocated_before": allocated,
+                    "allocated": layer.allocated_depth,
+                }
+                self.growth_log.append(event)
+                if self.verbose:
+                    print(f"gdeeper: {event}")
+        return ws
 
     def on_train_end(self, logs=None):
         _sync_jax_state(self._target)
