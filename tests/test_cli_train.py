@@ -259,7 +259,7 @@ def test_cli_errors_in_a_real_process_have_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "gdeeper: error: unknown config key 'model.unitz' (allowed: units, dropout, w_init, "
-        "w_penalty, gamma_penalty, gamma_shift, chunk, max_depth, merge)"
+        "w_penalty, gamma_penalty, gamma_shift, chunk, max_depth, merge, stretch, penalty_factor)"
     ]
     assert not (tmp_path / "outputs").exists()
     existing = tmp_path / "taken"
