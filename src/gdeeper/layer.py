@@ -48,6 +48,18 @@ class DepthLimitError(RuntimeError):
     """Raised when `w` asks for more sub-layers than a meta-layer's `max_depth` allows."""
 
 
+@contextlib.contextmanager
+def seeded_python_rng(key: str):
+    """Python's RNG (from which Keras draws default seeds) seeded from `key`, then restored:
+    a grown sub-layer (or width chunk) gets the same initial weights whenever it is grown."""
+    state = random.getstate()
+    random.seed(key)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -337,15 +349,9 @@ class GInfinity(keras.layers.Layer):
     def _round_up(self, depth: int) -> int:
         return min(self.max_depth, self.chunk * math.ceil(depth / self.chunk))
 
-    @contextlib.contextmanager
     def _seeded(self, index: int):
         """Python's RNG seeded for sub-layer `index` (and restored afterwards)."""
-        state = random.getstate()
-        random.seed(f"gdeeper.GInfinity:{self.seed}:{index}")
-        try:
-            yield
-        finally:
-            random.setstate(state)
+        return seeded_python_rng(f"gdeeper.GInfinity:{self.seed}:{index}")
 
     def _allocate(self, depth: int) -> int:
         """Create sub-layers up to index `depth - 1`; returns how many were added."""

@@ -22,7 +22,14 @@ from keras import ops
 
 from gdeeper import _keras
 from gdeeper.gate import PENALTY_EPSILON, delta
-from gdeeper.layer import DepthLimitError, _bump_structure, _check, _is_int, _is_number
+from gdeeper.layer import (
+    DepthLimitError,
+    _bump_structure,
+    _check,
+    _is_int,
+    _is_number,
+    seeded_python_rng,
+)
 
 
 class _UnitChunk(keras.layers.Layer):
@@ -180,14 +187,8 @@ class GrowingWidth(keras.layers.Layer):
     def _round_down(self, units: int) -> int:
         return self.chunk * (units // self.chunk)
 
-    @contextlib.contextmanager
     def _seeded(self, index: int):
-        state = random.getstate()
-        random.seed(f"gdeeper.{type(self).__name__}:{self.seed}:{index}")
-        try:
-            yield
-        finally:
-            random.setstate(state)
+        return seeded_python_rng(f"gdeeper.{type(self).__name__}:{self.seed}:{index}")
 
     def _allocate(self, units: int) -> int:
         """Create chunks up to `units` units (a multiple of chunk); returns chunks added."""
