@@ -109,14 +109,14 @@ def test_exported_model_loads_where_gdeeper_cannot_be_imported(tmp_path):
 
 @pytest.mark.both_backends
 def test_prune_releases_the_sub_layers_w_left_behind(tmp_path):
-    model = trained_xor(8.5, chunk=1)  # grew to 9 sub-layers
+    model = trained_xor(8.5, chunk=1)  # w needs 9 sub-layers; headroom computes 12
     layer = model.get_layer("g")
     x, y = xor_data(np.random.default_rng(2), 2000, 4)
-    fit(model, x, y)  # the optimizer covers all 9
+    fit(model, x, y)  # the optimizer covers all 12
     layer.w.assign(2.6)  # ... and settled at 3
-    assert layer.allocated_depth == 9
+    assert layer.allocated_depth == 12
     expected = model.predict(x, verbose=0)
-    assert gdeeper.prune(model) == {"g": 6}
+    assert gdeeper.prune(model) == {"g": 9}
     assert (layer.allocated_depth, layer.computed_depth) == (3, 3)
     assert len(layer.sublayers) == 3 and len(layer._layers) == 3
     assert len(model.weights) == 2 + 1 + 3 * 6 + 2  # fixed_in, w, 3 blocks, fixed_out
@@ -138,11 +138,11 @@ def test_prune_releases_the_sub_layers_w_left_behind(tmp_path):
 def test_prune_keeps_a_chunk_of_slack():
     layer = GInfinity(keras.layers.Dense(3), w_init=8.5, chunk=5)
     layer.build((None, 3))
-    assert layer.allocated_depth == 10
+    assert (layer.computed_depth, layer.allocated_depth) == (12, 15)  # 9 needed, headroom 12
     layer.w.assign(2.6)
     layer.set_depth(2.6)
     assert layer.computed_depth == 3
-    assert layer.prune() == 5 and layer.allocated_depth == 5
+    assert layer.prune() == 10 and layer.allocated_depth == 5
     with pytest.raises(ValueError, match="below the computed depth 3"):
         layer._release(2)
 

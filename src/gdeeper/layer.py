@@ -40,6 +40,10 @@ _structure_generation = itertools.count(1)
 STRUCTURE = {"generation": 0}
 
 
+# Up to this many sub-layers the computed depth follows w exactly; beyond, in steps (headroom).
+EXACT_DEPTHS = 5
+
+
 def _bump_structure() -> None:
     STRUCTURE["generation"] = next(_structure_generation)
 
@@ -125,6 +129,14 @@ class GInfinity(keras.layers.Layer):
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
+        headroom: beyond 5 sub-layers the computed depth grows in steps of this fraction
+            of itself (5, 8, 12, 18, 27, 41, 62, ... for the default 0.5), so a run that grows
+            to depth d retraces O(log d) times instead of d. The sub-layers computed beyond
+            `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 they are
+            skipped at run time, and they open without a retrace when `w` reaches them. 0
+            computes exactly `ceil(w + lookahead)` sub-layers. A closed sub-layer's state
+            (BatchNormalization's statistics, Dropout's seed) does not move, and its losses
+            (activity regularizers) count 0.
         seed: sub-layer `i` is created with Python's RNG (from which Keras draws the default
             seeds of initializers and dropout) seeded from (`seed`, `i`), so its initial weights
             do not depend on when it is grown: a resumed run grows the same sub-layers as an
@@ -174,6 +186,7 @@ class GInfinity(keras.layers.Layer):
         penalty_factor: str = "gate",
         lookahead: float = 0.05,
         hysteresis: float = 0.25,
+        headroom: float = 0.5,
         seed: int | None = None,
         allocated_depth: int | None = None,
         computed_depth: int | None = None,
@@ -200,6 +213,7 @@ class GInfinity(keras.layers.Layer):
             ),
             ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
             ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
+            ("headroom", headroom, _is_number(headroom) and 0 <= headroom <= 4, "in [0, 4]"),
             ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
             (
                 "w_cost_per_parameter",
@@ -242,6 +256,7 @@ class GInfinity(keras.layers.Layer):
         self.penalty_factor = penalty_factor
         self.lookahead = float(lookahead)
         self.hysteresis = float(hysteresis)
+        self.headroom = float(headroom)
         self.seed = seed
         self.w_cost_per_parameter = float(w_cost_per_parameter)
         self._requested_allocation = allocated_depth
@@ -258,6 +273,8 @@ class GInfinity(keras.layers.Layer):
         object.__setattr__(self, "_penalties", [])
         object.__setattr__(self, "_block_sizes", [])  # trainable parameters of each sub-layer
         self._computed_depth = 0
+        # Sub-layers from this index on are computed behind a conditional (see `headroom`).
+        self._open_depth = 0
         self._input_shape: tuple | None = None
         # Set by DepthCallback/update_depths: someone is steering growth between steps.
         self.depth_controlled = False
@@ -289,6 +306,7 @@ class GInfinity(keras.layers.Layer):
                 "penalty_factor": self.penalty_factor,
                 "lookahead": self.lookahead,
                 "hysteresis": self.hysteresis,
+                "headroom": self.headroom,
                 "seed": self.seed,
                 "w_cost_per_parameter": self.w_cost_per_parameter,
                 "allocated_depth": len(self.sublayers)
@@ -339,6 +357,7 @@ class GInfinity(keras.layers.Layer):
             self._computed_depth = self._requested_computation
         else:
             self._computed_depth = min(self.target_depth(self.w_init), self.max_depth)
+        self._open_depth = min(needed, self._computed_depth)
         wanted = max(self._computed_depth, 1)
         allocation = self._round_up(wanted)
         if self._requested_allocation is not None:
@@ -348,6 +367,30 @@ class GInfinity(keras.layers.Layer):
 
     def _round_up(self, depth: int) -> int:
         return min(self.max_depth, self.chunk * math.ceil(depth / self.chunk))
+
+    def _levels(self):
+        """The computed depths growth steps through beyond `EXACT_DEPTHS` (see `headroom`)."""
+        level = EXACT_DEPTHS
+        while True:
+            yield level
+            level = max(level + 1, math.ceil(level * (1 + self.headroom)))
+
+    def _level(self, depth: int) -> int:
+        """The computed depth that holds `depth` sub-layers: `depth` itself, or its level."""
+        if depth <= EXACT_DEPTHS or not self.headroom:
+            return depth
+        level = next(level for level in self._levels() if level >= depth)
+        return max(depth, min(level, self.max_depth))
+
+    def _level_below(self, depth: int) -> int:
+        """The largest computed depth that growth would step through below `depth`."""
+        if depth <= EXACT_DEPTHS + 1 or not self.headroom:
+            return depth - 1
+        below = EXACT_DEPTHS
+        for level in self._levels():
+            if level >= depth:
+                return below
+            below = level
 
     def _seeded(self, index: int):
         """Python's RNG seeded for sub-layer `index` (and restored afterwards)."""
@@ -545,6 +588,7 @@ class GInfinity(keras.layers.Layer):
             )
         self._allocate(allocated)
         self._computed_depth = computed
+        self._open_depth = min(self.active_depth_for(w), computed)
         self._release(allocated)
         self._apply_trainable()
 
@@ -576,11 +620,11 @@ class GInfinity(keras.layers.Layer):
             raise FloatingPointError(f"GInfinity '{self.name}': w became {w}; training diverged")
         fresh = max(0, math.ceil(w + self.lookahead))
         if current is None:
-            return fresh
+            return self._level(fresh)
         if w > current - self.lookahead:  # w is about to cross the top computed index: grow
-            return max(fresh, current)
-        if w < current - 1 - self.hysteresis:  # w is well below the top index: shrink
-            return fresh
+            return max(self._level(fresh), current)
+        if w < self._level_below(current) - self.hysteresis:  # well below that level: shrink
+            return self._level(fresh)
         return current
 
     def set_depth(self, w: float) -> tuple[bool, int]:
@@ -603,6 +647,7 @@ class GInfinity(keras.layers.Layer):
         changed = depth != self._computed_depth
         if changed:
             self._computed_depth = depth
+            self._open_depth = min(needed, depth)
             self._apply_trainable()
         return changed, added
 
@@ -676,15 +721,14 @@ class GInfinity(keras.layers.Layer):
         gates = [gates[0]] if depth == 1 else ops.unstack(gates)
         x = inputs
         terms, penalized = [], []
+        # Sub-layers beyond ceil(w) (lookahead, headroom) have a gate of 0 until w reaches
+        # them: behind a conditional they cost nothing until then, and need no retrace after.
         for index in range(depth):
-            update = self.sublayers[index](x, training=training)
-            if self.merge == "residual":
-                x = x + update * gates[index]
-            elif self.merge == "geometric":
-                x = geometric_merge(x, update, gates[index])
+            block, gate = self.sublayers[index], gates[index]
+            if index < self._open_depth:
+                x = self._merge(x, block(x, training=training), gate)
             else:
-                x = x * (1.0 - gates[index]) + update * gates[index]
-            x = self._h(x)
+                x = self._merge_if_open(x, block, gate, training)
             if self._penalties[index]:
                 term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
                 terms.append(ops.cast(term, "float32"))
@@ -698,6 +742,47 @@ class GInfinity(keras.layers.Layer):
             else:
                 self.add_loss(ops.sum(factors * ops.stack(terms)))
         return x
+
+    def _merge_if_open(self, x, block: _Block, gate, training):
+        """`_merge(x, block(x), gate)` when the gate is open, else `h(x)` (the same value at a
+        gate of 0) without running the block.
+
+        The block runs in its own stateless scope, so that the state it updates (normalisation
+        statistics, dropout seeds) and the losses it adds leave the conditional as outputs
+        (JAX's `lax.cond` and TensorFlow's `tf.cond` both need that): a closed sub-layer's
+        state stays as it is, and its losses count 0.
+        """
+        stateful = block.non_trainable_variables
+        added_losses = []
+
+        def run_block():
+            mapping = [(v, v.value) for v in block.variables]
+            with keras.StatelessScope(mapping, collect_losses=True) as scope:
+                y = self._merge(x, block(x, training=training), gate)
+            added_losses.extend(scope.losses)
+            loss = sum(ops.cast(loss, "float32") for loss in scope.losses)
+            states = [ops.cast(scope.get_current_value(v), v.dtype) for v in stateful]
+            return ops.cast(y, x.dtype), states, ops.cast(loss, "float32")
+
+        def skip_block():
+            states = [ops.cast(v.value, v.dtype) for v in stateful]
+            return self._h(x), states, ops.zeros((), "float32")
+
+        x, states, loss = ops.cond(gate > 0, run_block, skip_block)
+        for variable, value in zip(stateful, states):
+            variable.assign(value)
+        if added_losses:
+            self.add_loss(loss)
+        return x
+
+    def _merge(self, x, update, gate):
+        if self.merge == "residual":
+            x = x + update * gate
+        elif self.merge == "geometric":
+            x = geometric_merge(x, update, gate)
+        else:
+            x = x * (1.0 - gate) + update * gate
+        return self._h(x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
