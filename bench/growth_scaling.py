@@ -1,16 +1,16 @@
 """Benchmark 5: growth that scales, with the depth and with the number of meta-layers.
 
-1. Depth: one `fit` in which `w` of the XOR-shaped model (24 units, batch 1000) is pushed
-   from 1.5 (2 computed sub-layers) to 4.5, 19.5, 49.5 and 99.5: growth events at computed
-   depths 5, 20, 50 and 100. Every step is timed (steps_per_execution=1), and the traces of
-   the training step are counted (the meta-layer's `call` runs in Python only while a step is
+1. Depth: one `fit` in which `w` of the XOR-shaped model (24 units, batch 1000) rises by 0.5
+   every 8 steps from 1.5 to 49.5: every depth change of a run that ends at depth 50, in
+   order (with the default headroom the computed depth steps through 2, 3, 4, 5, 8, 12, 18,
+   27, 41 and 62). Every step is timed (steps_per_execution=1), and the traces of the
+   training step are counted (the meta-layer's `call` runs in Python only while a step is
    being traced). An event's cost is the extra time of the step in which DepthCallback grows
    the model plus that of the next one (the retrace).
    Targets: traces grow at most linearly with the number of depth changes (at most one per
    change, beyond the first trace); the growth of a 100,000-step run that ends at depth 50 is
-   < 5 % of it. That run is computed, not trained: its 49 one-sub-layer growth events cost what
-   the measured events cost at their depth (interpolated; see `fraction_of_run`), and its
-   steps what the measured ordinary steps cost.
+   < 5 % of it: the ramp's measured events against 100,000 steps at the ramp's mean ordinary
+   step (`fraction_of_run`).
 2. Meta-layers: models with 1, 3 and 10 meta-layers in series, each pushed from 5 to 6 computed
    sub-layers (all at once: one event, one allocation of 5 per meta-layer).
 3. Memory: 20 grow/shrink cycles (5 -> 25 sub-layers, back to 5, `prune`); the process' RSS
@@ -57,6 +57,9 @@ def _counted_call(self, *args, **kwargs):
 GInfinity.call = _counted_call
 
 
+HEADROOM = {}  # GInfinity's default unless --headroom is given
+
+
 def build(meta_layers: int, w_init: float) -> keras.Model:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,))
@@ -67,6 +70,7 @@ def build(meta_layers: int, w_init: float) -> keras.Model:
             w_init=w_init,
             w_regularizer=None,
             name=f"g{index}",
+            **HEADROOM,
         )(x)
     model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid", trainable=False)(x))
     model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", steps_per_execution=1)
@@ -133,54 +137,54 @@ def events_of(seconds, growth_log, pushes: list[int], window: int) -> list[dict]
     return events
 
 
-def depth_series(depths: list[int], window: int) -> dict:
-    """One fit: w pushed from 1.5 (2 computed) to d - 0.5 for each d in `depths`, in turn."""
+def ramp(final: int, window: int, increment: float = 0.5) -> dict:
+    """One fit in which w rises by `increment` every `window` steps, from 1.5 to `final` - 0.5:
+    every depth change of a run that ends at depth `final`, in the order such a run meets them.
+
+    Each push's interval gives the ordinary step at that w (the median of its steps after the
+    first two) and, where the depth changed, the event's cost (its first two steps, the growth
+    and the retrace, less two ordinary steps). As w rises linearly, the mean of the intervals'
+    ordinary steps is the mean step of a run whose steps are spread evenly over its depths.
+    """
     model = build(1, 1.5)
     model.fit(*xor_data(np.random.default_rng(1), 2 * BATCH, 5), batch_size=BATCH, verbose=0)
-    targets = [d - 0.5 for d in depths]
-    schedule = {window * (i + 1): w for i, w in enumerate(targets)}
+    targets = np.arange(1.5 + increment, final - 0.5 + 1e-9, increment)
+    schedule = {window * (i + 1): float(w) for i, w in enumerate(targets)}
     steps = window * (len(targets) + 1) + 2
     seconds, log = timed_fit(model, schedule, steps)
     layer = model.get_layer("g0")
-    assert layer.computed_depth == depths[-1], gdeeper.depths(model)
-    events = events_of(seconds, log, sorted(schedule), window)
-    changes = len(log)
+    assert layer.active_depth_for(layer.read_w()) == final, gdeeper.depths(model)
+    pushes = sorted(schedule)
+    intervals = events_of(seconds, log, pushes, window)
+    events = [e for e in intervals if e["computed_depth"] is not None]
     return {
+        "final_depth": final,
+        "computed_depth": layer.computed_depth,
+        "headroom": layer.headroom,
+        "steps": steps,
         "events": events,
-        "depth_changes": changes,
+        "depth_changes": len(log),
         "traces": TRACES["g0"],
-        "ordinary_step_depth_2": float(np.median(seconds[3:window])),
-        "linear": TRACES["g0"] <= changes + 1,
+        "linear": TRACES["g0"] <= len(log) + 1,
+        "growth_seconds": float(sum(e["event_cost"] for e in events)),
+        "mean_step_seconds": float(np.mean([e["ordinary_step"] for e in intervals])),
+        "fastest_step_seconds": float(np.median(seconds[3:window])),
     }
 
 
-def fraction_of_run(series: dict, final: int, steps: int = 100_000) -> dict:
-    """Growth time of a `steps`-step run in which w rises one sub-layer at a time to `final`.
-
-    Such a run has `final - 1` growth events (depths 2..final). The cost of an event at depth
-    d and the ordinary step time at depth d are interpolated linearly between the measured
-    depths (the cost below the first measured depth is taken as that depth's: an over-estimate,
-    as is using the cost of events that allocated many sub-layers at once). The run's steps are
-    spread evenly over the depths 1..final; the fraction at the depth-1 step time for all
-    100,000 steps (the shortest run possible) is reported too.
-    """
-    measured = [e for e in series["events"] if e["computed_depth"] is not None]
-    points = [2] + [e["computed_depth"] for e in measured]
-    step_times = [series["ordinary_step_depth_2"]] + [e["ordinary_step"] for e in measured]
-    costs = [measured[0]["event_cost"]] + [e["event_cost"] for e in measured]
-    grid = np.arange(2, final + 1)
-    growth = float(np.sum(np.interp(grid, points, costs)))
-    mean_step = float(np.mean(np.interp(np.arange(1, final + 1), points, step_times)))
-    fastest = min(step_times)
+def fraction_of_run(series: dict, steps: int = 100_000) -> dict:
+    """Growth time of a `steps`-step run to the ramp's final depth: the ramp's measured events
+    (all of that run's depth changes) against `steps` steps at the ramp's mean ordinary step;
+    the fraction at the depth-1 step time for all the steps (the shortest run) is given too."""
+    growth, mean_step = series["growth_seconds"], series["mean_step_seconds"]
     return {
         "run_steps": steps,
-        "final_depth": final,
-        "growth_events": len(grid),
-        "measured_depths": points,
+        "final_depth": series["final_depth"],
+        "growth_events": len(series["events"]),
         "growth_seconds": growth,
         "mean_step_seconds": mean_step,
         "fraction": growth / (steps * mean_step),
-        "fraction_at_fastest_step": growth / (steps * fastest),
+        "fraction_at_fastest_step": growth / (steps * series["fastest_step_seconds"]),
         "target": FRACTION_TARGET,
         "met": growth / (steps * mean_step) < FRACTION_TARGET,
     }
@@ -250,19 +254,20 @@ def memory(cycles: int, trained_cycles: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="depths 5, 10; 1 and 3 meta-layers")
-    parser.add_argument("--depths", nargs="+", type=int, default=[5, 20, 50, 100])
+    parser.add_argument("--quick", action="store_true", help="to depth 12; 1 and 3 meta-layers")
     parser.add_argument("--final", type=int, default=50, help="final depth of the 100k-step run")
     parser.add_argument("--meta-layers", nargs="+", type=int, default=[1, 3, 10])
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--trained-cycles", type=int, default=4, help="cycles with steps")
+    parser.add_argument("--trained-cycles", type=int, default=2, help="cycles with steps")
+    parser.add_argument("--headroom", type=float, default=None, help="GInfinity(headroom=)")
     args = parser.parse_args()
-    depths = [5, 10] if args.quick else args.depths
-    final = 10 if args.quick else args.final
+    if args.headroom is not None:
+        HEADROOM["headroom"] = args.headroom
+    final = 12 if args.quick else args.final
     window = 8
     start = time.perf_counter()
-    depth = depth_series(depths, window)
-    fraction = fraction_of_run(depth, final)
+    depth = ramp(final, window)
+    fraction = fraction_of_run(depth)
     print(f"depth series done ({time.perf_counter() - start:.0f} s): {fraction}", flush=True)
     layers = meta_layer_series([1, 3] if args.quick else args.meta_layers, window)
     print(f"meta-layer series done ({time.perf_counter() - start:.0f} s)", flush=True)

@@ -137,9 +137,6 @@ def main() -> None:
     for backend in BACKENDS:
         for script in SCRIPTS:
             extra = ["--quick"] if quick and script != "growth_cost.py" else []
-            if script == "growth_scaling.py" and not quick:
-                # Depth 100 alone retraces for minutes on 2 cores: run it by hand.
-                extra = ["--depths", "5", "20", "50"]
             wall[f"{script}:{backend}"] = run(script, backend, extra)
     summary = summarize(wall)
     summary["total_wall_seconds"] = sum(wall.values())
