@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench reliability variants reproduce-xor reproduce-mnist reproduce-fashion depth-study clean
+.PHONY: venv xor test lint format bench reliability variants reproduce-xor reproduce-mnist reproduce-fashion depth-study depth-data-cnn clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,17 @@ depth-study: $(STAMP)
 	$(BIN)/gdeeper sweep configs/depth_study_data.yaml
 	$(BIN)/python -m gdeeper.runner.study_report outputs/sweeps/depth-study \
 	  outputs/sweeps/depth-budget outputs/sweeps/depth-data
+
+# Depth against data with the image network (three meta-layers, docs/depth-study.md):
+# Fashion-MNIST on 100, 50, 25 and 10 % of its 60,000 training images, ~590 steps each (5, 10,
+# 20 and 49 epochs of batch 512), TensorFlow; then the table and figure.
+DATA_CNN_RUNS := 60000:5 30000:10 15000:20 6000:49
+depth-data-cnn: $(STAMP)
+	for run in $(DATA_CNN_RUNS); do \
+	  $(BIN)/gdeeper train fashion-mnist --backend tensorflow --limit $${run%:*} \
+	    --epochs $${run#*:} --out outputs/depth-data-cnn || exit 1; \
+	done
+	$(BIN)/python -m gdeeper.runner.data_depth outputs/depth-data-cnn
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -148,3 +148,32 @@ def test_report_targets_and_spearman(tmp_path):
     assert "xor-5,random,1,70.0" in table
     for name in ("compute", "spirals_w", "budget", "data"):
         assert (tmp_path / "figures" / f"depth_study_{name}.png").stat().st_size > 1000
+
+
+def test_data_depth_report_reads_real_runs_of_the_image_network(tmp_path):
+    """Two real runs of the three-meta-layer image network on digits (200 and 100 training
+    images, 4 steps each), then the report: one row per run, w per meta-layer, the figure."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from gdeeper.cli import app
+    from gdeeper.runner import data_depth
+
+    out = tmp_path / "runs"
+    small = ["--set", "model.filters=[4, 8]", "--set", "model.dense_units=16"]
+    for limit, epochs in ((200, 1), (100, 2)):
+        args = ["train", "digits", "--limit", str(limit), "--epochs", str(epochs), *small]
+        result = CliRunner().invoke(
+            app, [*args, "--set", "training.batch_size=50", "--out", str(out)]
+        )
+        assert result.exit_code == 0, result.output
+    results, figures = tmp_path / "results", tmp_path / "figures"
+    data_depth.main([str(out), "--results", str(results), "--figures", str(figures)])
+    frame = pd.read_csv(results / "data_cnn.csv")
+    assert frame["train_images"].tolist() == [200, 100]
+    assert frame["steps"].tolist() == [4, 4]
+    for name in ("cnn0", "cnn1", "fc0"):
+        assert frame[f"w/{name}"].between(0, 3).all()
+    table = (results / "data_cnn.md").read_text()
+    assert "| 200 (100 %) | 1 | 4 |" in table and "| 100 (50 %) | 2 | 4 |" in table
+    assert (figures / "depth_study_data_cnn.png").read_bytes().startswith(b"\x89PNG")
