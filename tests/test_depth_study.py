@@ -177,3 +177,25 @@ def test_data_depth_report_reads_real_runs_of_the_image_network(tmp_path):
     table = (results / "data_cnn.md").read_text()
     assert "| 200 (100 %) | 1 | 4 |" in table and "| 100 (50 %) | 2 | 4 |" in table
     assert (figures / "depth_study_data_cnn.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_depth_study_sweep_points_to_its_report_instead_of_failing_to_plot(tmp_path):
+    from typer.testing import CliRunner
+
+    from gdeeper.cli import app
+
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        "name: tiny-study\nexperiment: depth-study\n"
+        "set: {task: spirals-2, steps: 8}\n"
+        "grid: {method: [gdeeper]}\nseeds: 1\nworkers: 1\n"
+    )
+    result = CliRunner().invoke(app, ["sweep", str(spec), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "plotting failed" not in output
+    assert "no training curves to plot" in output and "gdeeper.runner.study_report" in output
+    (cell,) = (tmp_path / "out" / "sweeps" / "tiny-study").rglob("cell.json")
+    record = json.loads(cell.read_text())  # 8 steps ask for one epoch (40 steps on spirals)
+    assert record["epochs_per_run"] == 1
+    assert record["total_steps"] == record["steps_per_epoch"] == 40

@@ -1,4 +1,4 @@
-"""Headroom: beyond 5 sub-layers the computed depth grows in levels (5, 8, 12, 18, ...), and the
+"""Headroom: beyond 8 sub-layers the computed depth grows in levels (8, 12, 18, 27, ...), and the
 sub-layers computed beyond ceil(w) run behind a conditional on their gate.
 
 What must hold: far fewer depth changes (retraces) on the way to a deep model; the same values,
@@ -33,9 +33,10 @@ def computed_depths_on_the_way_to(final: int, headroom: float) -> list[int]:
 
 
 def test_growth_to_depth_50_changes_depth_logarithmically():
-    assert computed_depths_on_the_way_to(50, 0.5) == [2, 3, 4, 5, 8, 12, 18, 27, 41, 62]
+    exact = list(range(2, 9))
+    assert computed_depths_on_the_way_to(50, 0.5) == [*exact, 12, 18, 27, 41, 62]
     assert computed_depths_on_the_way_to(50, 0.0) == list(range(2, 51))
-    assert computed_depths_on_the_way_to(50, 1.0) == [2, 3, 4, 5, 10, 20, 40, 80]
+    assert computed_depths_on_the_way_to(50, 1.0) == [*exact, 16, 32, 64]
 
 
 def test_levels_shrink_with_hysteresis_below_the_level_under_them():
@@ -111,25 +112,29 @@ def test_a_closed_sub_layer_opens_without_a_retrace_and_trains():
     x, y = data(256)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,))
-    g = GInfinity([keras.layers.Dense(8), keras.layers.Dropout(0.1)], w_init=5.7, name="g")
+    g = GInfinity([keras.layers.Dense(8), keras.layers.Dropout(0.1)], w_init=8.7, name="g")
     model = keras.Model(inputs, keras.layers.Dense(1)(g(inputs)))
     model.compile(keras.optimizers.Adam(0.01), "mse")
-    assert (g.computed_depth, g._open_depth) == (8, 6)
+    assert (g.computed_depth, g._open_depth) == (12, 9)
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[DepthCallback()])
-    closed = [numpy_of(v) for v in g.sublayers[6].trainable_variables]
+    closed = [numpy_of(v) for v in g.sublayers[9].trainable_variables]
     retraces = g.retraces
 
     if hasattr(model, "jax_state_sync"):
         model.jax_state_sync()
-    g.w.assign(6.6)  # sub-layer 6 opens; 7 stays closed
-    seeds = numpy_of(g.sublayers[6].non_trainable_variables[0])
+    g.w.assign(9.6)  # sub-layer 9 opens; 10 and 11 stay closed
+    seeds = numpy_of(g.sublayers[9].non_trainable_variables[0])
+    closed_seeds = numpy_of(g.sublayers[10].non_trainable_variables[0])
     history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[DepthCallback()])
     assert np.isfinite(history.history["loss"]).all()
-    assert g.computed_depth == 8 and g.retraces == retraces  # no new trace
-    assert 6 < g.read_w() < 7
-    opened = [numpy_of(v) for v in g.sublayers[6].trainable_variables]
+    assert g.computed_depth == 12 and g.retraces == retraces  # no new trace
+    assert 9 < g.read_w() < 10
+    opened = [numpy_of(v) for v in g.sublayers[9].trainable_variables]
     assert all(np.abs(a - b).max() > 0 for a, b in zip(closed, opened))
-    # its dropout seed moved on once it ran; the still closed sub-layer 7's did not
-    assert not np.array_equal(seeds, numpy_of(g.sublayers[6].non_trainable_variables[0]))
+    # its dropout seed moved on once it ran; the still closed sub-layer 10's did not
+    assert not np.array_equal(seeds, numpy_of(g.sublayers[9].non_trainable_variables[0]))
+    np.testing.assert_array_equal(
+        closed_seeds, numpy_of(g.sublayers[10].non_trainable_variables[0])
+    )
     depths = gdeeper.depths(model)["g"]
-    assert depths.active_depth == 7 and depths.computed_depth == 8
+    assert depths.active_depth == 10 and depths.computed_depth == 12

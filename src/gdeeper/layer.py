@@ -41,7 +41,7 @@ STRUCTURE = {"generation": 0}
 
 
 # Up to this many sub-layers the computed depth follows w exactly; beyond, in steps (headroom).
-EXACT_DEPTHS = 5
+EXACT_DEPTHS = 8
 
 
 def _bump_structure() -> None:
@@ -129,8 +129,8 @@ class GInfinity(keras.layers.Layer):
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
-        headroom: beyond 5 sub-layers the computed depth grows in steps of this fraction
-            of itself (5, 8, 12, 18, 27, 41, 62, ... for the default 0.5), so a run that grows
+        headroom: beyond 8 sub-layers the computed depth grows in steps of this fraction
+            of itself (8, 12, 18, 27, 41, 62, ... for the default 0.5), so a run that grows
             to depth d retraces O(log d) times instead of d. The sub-layers computed beyond
             `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 they are
             skipped at run time, and they open without a retrace when `w` reaches them. 0

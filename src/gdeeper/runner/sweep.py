@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from gdeeper.config import dump_yaml
+from gdeeper.experiments import get_experiment
 from gdeeper.files import read_json, write_json_atomic, write_text_atomic
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.display import print_run_result
@@ -187,7 +188,15 @@ def run_sweep(
     write_json_atomic(sweep_dir / rd.MANIFEST_FILE, manifest)
 
     report = summarize_sweep(sweep_dir)
-    if any(r.summary for r in results):
+    if any(r.summary for r in results) and get_experiment(spec.experiment).run is not None:
+        # Its runs train themselves and write no metrics.csv: nothing for `gdeeper plot`.
+        console.print(
+            f"sweep: {spec.experiment} runs have no training curves to plot; their own report: "
+            f"python -m gdeeper.runner.study_report {sweep_dir}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif any(r.summary for r in results):
         try:
             plot_path(sweep_dir)
             if reference_plots:  # beside the plain figures: <name>_reference.png
