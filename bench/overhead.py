@@ -78,7 +78,7 @@ def run(shapes: list[str], depths: list[int], repeats: int) -> dict:
     for shape_name in shapes:
         _, batch = SHAPES[shape_name]
         steps, spe, default_repeats = SETTINGS[shape_name]
-        repeats = repeats or default_repeats
+        rounds = repeats or default_repeats  # per shape: conv's steps are 50x XOR's
         x, y = data(shape_name, steps * batch)
         for depth in depths:
             keras.utils.set_random_seed(0)
@@ -88,7 +88,7 @@ def run(shapes: list[str], depths: list[int], repeats: int) -> dict:
                 "gdeeper": make_case(ours, x, y, batch, spe, [gdeeper.DepthCallback()]),
                 "plain": make_case(plain, x, y, batch, spe, []),
             }
-            times = interleaved(cases, repeats)
+            times = interleaved(cases, rounds)
             ratio = median(times["gdeeper"]) / median(times["plain"])
             results["overhead"].append(
                 {
@@ -113,7 +113,7 @@ def run(shapes: list[str], depths: list[int], repeats: int) -> dict:
             "allocated_5": make_case(five, x, y, batch, spe, [gdeeper.DepthCallback()]),
             "allocated_25": make_case(many, x, y, batch, spe, [gdeeper.DepthCallback()]),
         }
-        times = interleaved(cases, repeats)
+        times = interleaved(cases, rounds)
         ratio = median(times["allocated_25"]) / median(times["allocated_5"])
         # What a compiled step carries: parked sub-layers must not add to it.
         carried = {
