@@ -64,8 +64,8 @@ reproduce-fashion: $(STAMP)
 # The depth study (docs/depth-study.md): gdeeper against a fixed-depth grid and KerasTuner on
 # 9 tasks x 3 seeds (108 cells), the depth budget and depth against data, then the tables
 # (docs/results/depth-study/) and figures (docs/figures/depth_study_*.png). Measured here, on 2
-# CPU cores shared with other jobs: seed 0 of the main sweep (36 cells) took 44 minutes, so all
-# 108 cells take about 2 hours on such a machine; `--executor ray` spreads them.
+# CPU cores: the 108 cells of the main sweep took 43 minutes, the whole target about 47;
+# `--executor ray` spreads them over a cluster.
 depth-study: $(STAMP)
 	$(BIN)/gdeeper sweep configs/depth_study.yaml
 	$(BIN)/gdeeper sweep configs/depth_study_budget.yaml
@@ -74,9 +74,9 @@ depth-study: $(STAMP)
 	  outputs/sweeps/depth-budget outputs/sweeps/depth-data
 
 # Depth against data with the image network (three meta-layers, docs/depth-study.md):
-# Fashion-MNIST on 100, 50, 25 and 10 % of its 60,000 training images, ~590 steps each (5, 10,
-# 20 and 49 epochs of batch 512), TensorFlow; then the table and figure.
-DATA_CNN_RUNS := 60000:5 30000:10 15000:20 6000:49
+# Fashion-MNIST on 100, 50, 25 and 10 % of its 60,000 training images, ~238 steps each (2, 4,
+# 8 and 20 epochs of batch 512), TensorFlow; then the table and figure.
+DATA_CNN_RUNS := 60000:2 30000:4 15000:8 6000:20
 depth-data-cnn: $(STAMP)
 	for run in $(DATA_CNN_RUNS); do \
 	  $(BIN)/gdeeper train fashion-mnist --backend tensorflow --limit $${run%:*} \
