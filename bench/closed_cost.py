@@ -51,7 +51,13 @@ def main() -> None:
     )
     write(
         "closed_cost",
-        {"w": args.w, "computed": computed, "exact": computed_exact, "times": times, "ratio": ratio},
+        {
+            "w": args.w,
+            "computed": computed,
+            "exact": computed_exact,
+            "times": times,
+            "ratio": ratio,
+        },
     )
 
 
