@@ -132,8 +132,9 @@ class GInfinity(keras.layers.Layer):
         headroom: beyond 8 sub-layers the computed depth grows in steps of this fraction
             of itself (8, 12, 18, 27, 41, 62, ... for the default 0.5), so a run that grows
             to depth d retraces O(log d) times instead of d. The sub-layers computed beyond
-            `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 they are
-            skipped at run time, and they open without a retrace when `w` reaches them. 0
+            `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 their block
+            does not run (the conditional still costs, on TensorFlow most of a small block's
+            step time), and they open without a retrace when `w` reaches them. 0
             computes exactly `ceil(w + lookahead)` sub-layers. A closed sub-layer's state
             (BatchNormalization's statistics, Dropout's seed) does not move, and its losses
             (activity regularizers) count 0.
@@ -722,7 +723,8 @@ class GInfinity(keras.layers.Layer):
         x = inputs
         terms, penalized = [], []
         # Sub-layers beyond ceil(w) (lookahead, headroom) have a gate of 0 until w reaches
-        # them: behind a conditional they cost nothing until then, and need no retrace after.
+        # them: behind a conditional their block does not run until then (the conditional
+        # itself still costs, docs/performance.md), and they need no retrace after.
         for index in range(depth):
             block, gate = self.sublayers[index], gates[index]
             if index < self._open_depth:
