@@ -75,8 +75,15 @@ def test_vectorized_gates_equal_the_per_index_formula(alpha, dtype):
         np.testing.assert_array_equal(vector, np.array(scalar, dtype=dtype))
         w32 = ops.convert_to_tensor(w_value, "float32")
         vector = ops.convert_to_numpy(shifted_deltas([0, 2, 5], w32, alpha))
-        scalar = [ops.convert_to_numpy(shifted_delta(i, w32, alpha)) for i in (0, 2, 5)]
-        np.testing.assert_array_equal(vector, np.array(scalar, dtype="float32"))
+        scalar_shifted = [ops.convert_to_numpy(shifted_delta(i, w32, alpha)) for i in (0, 2, 5)]
+        np.testing.assert_array_equal(vector, np.array(scalar_shifted, dtype="float32"))
+        # One index (a depth-1 meta-layer's gate and penalty): a scalar, the same value.
+        single = deltas(0, w, alpha, dtype=dtype)
+        assert tuple(single.shape) == ()
+        np.testing.assert_array_equal(ops.convert_to_numpy(single), scalar[0])
+        single = shifted_deltas(2, w32, alpha)
+        assert tuple(single.shape) == ()
+        np.testing.assert_array_equal(ops.convert_to_numpy(single), scalar_shifted[1])
 
 
 def test_parked_sub_layers_are_out_of_the_model_and_counted():

@@ -98,13 +98,15 @@ def _stretch(z, alpha):
 
 
 def deltas(indices, w, alpha=1.0, dtype="float32"):
-    """`delta(i, w, alpha)` for every `i` in `indices`, as one vector op (the same values)."""
+    """`delta(i, w, alpha)` for every `i` in `indices`, as one vector op (the same values); a
+    single index (not a sequence) gives a scalar."""
     x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
     return ops.relu(1.0 - ops.exp(_stretch(x - w, alpha)))
 
 
 def shifted_deltas(indices, w, alpha=1.0, offset: float = PENALTY_EPSILON, dtype="float32"):
-    """`shifted_delta(i, w, alpha, offset)` for every `i` in `indices`, as one vector op."""
+    """`shifted_delta(i, w, alpha, offset)` for every `i` in `indices`, as one vector op (a
+    single index gives a scalar)."""
     x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
     return ops.relu(1.0 - ops.exp(_stretch((x - w) + offset, alpha)))
 

@@ -718,8 +718,10 @@ class GInfinity(keras.layers.Layer):
         if self.stretch == "trainable":
             alpha32 = softplus_stretch(ops.cast(self.stretch_b, "float32"))
             alpha = ops.cast(alpha32, self.compute_dtype)
-        gates = deltas(range(depth), w, alpha, dtype=self.compute_dtype)
-        gates = [gates[0]] if depth == 1 else ops.unstack(gates)
+        if depth == 1:  # a scalar: no slice of a vector (nor its gradient) in the step
+            gates = [deltas(0, w, alpha, dtype=self.compute_dtype)]
+        else:
+            gates = ops.unstack(deltas(range(depth), w, alpha, dtype=self.compute_dtype))
         x = inputs
         terms, penalized = [], []
         # Sub-layers beyond ceil(w) (lookahead, headroom) have a gate of 0 until w reaches
@@ -738,10 +740,11 @@ class GInfinity(keras.layers.Layer):
         if terms:
             # Penalties stay in float32 under mixed precision.
             w32 = w if self.compute_dtype == "float32" else ops.cast(self.w, "float32")
-            factors = penalty_factors(self.penalty_factor, penalized, w32, alpha32)
             if len(terms) == 1:
-                self.add_loss(factors[0] * terms[0])
+                factor = penalty_factors(self.penalty_factor, penalized[0], w32, alpha32)
+                self.add_loss(factor * terms[0])
             else:
+                factors = penalty_factors(self.penalty_factor, penalized, w32, alpha32)
                 self.add_loss(ops.sum(factors * ops.stack(terms)))
         return x
 
