@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench reliability variants reproduce-xor reproduce-mnist reproduce-fashion depth-study depth-data-cnn clean
+.PHONY: venv xor test lint format bench bench-full reliability variants reproduce-xor reproduce-mnist reproduce-fashion depth-study depth-data-cnn clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -92,6 +92,10 @@ clean:
 # bench/gpu_bench.py is the GPU benchmark, run on a lent GPU machine (not here).
 bench: $(STAMP)
 	cd bench && ../$(BIN)/python run_all.py
+
+# make bench, plus the original's loop on the MNIST shape under JAX and growth_cost.py.
+bench-full: $(STAMP)
+	cd bench && ../$(BIN)/python run_all.py --full
 
 # The report's variants against the default gate (docs/variants.md): XOR n = 2, 5, 8 and spirals
 # phase 10, 30 under JAX, digits under TensorFlow, 3 seeds, cut protocol; then its tables and
