@@ -246,7 +246,7 @@ def rss_cycles(cycles: int, train: bool) -> dict:
 
 def memory(cycles: int, trained_cycles: int) -> dict:
     released = rss_cycles(cycles, train=False)
-    trained = rss_cycles(trained_cycles, train=True)
+    trained = rss_cycles(trained_cycles, train=True) if trained_cycles else None
     return {
         **released,  # the target: no growth from released sub-layers
         "with_training_steps": trained,
@@ -319,11 +319,16 @@ def main() -> None:
     header = ["meta-layers", "step ms", "growth ms", "retrace ms", "event s", "changes", "traces"]
     print(table(rows, header))
     trained = rss["with_training_steps"]
+    with_steps = (
+        f"; with a training step after each change (retraces): {trained['rss_mb'][0]:.0f} -> "
+        f"{trained['rss_mb'][-1]:.0f} MB"
+        if trained
+        else ""
+    )
     print(
         f"RSS over {len(rss['rss_mb'])} grow/shrink cycles: {rss['rss_mb'][0]:.0f} -> "
         f"{rss['rss_mb'][-1]:.0f} MB, last half +{rss['growth_last_half_mb']:.1f} MB "
-        f"(target < {RSS_TARGET_MB:.0f} MB); with a training step after each change (retraces): "
-        f"{trained['rss_mb'][0]:.0f} -> {trained['rss_mb'][-1]:.0f} MB"
+        f"(target < {RSS_TARGET_MB:.0f} MB){with_steps}"
     )
     print(f"wall {wall:.0f} s")
     payload = {
