@@ -133,8 +133,9 @@ class GInfinity(keras.layers.Layer):
             of itself (8, 12, 18, 27, 41, 62, ... for the default 0.5), so a run that grows
             to depth d retraces O(log d) times instead of d. The sub-layers computed beyond
             `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 their block
-            does not run (the conditional still costs, on TensorFlow most of a small block's
-            step time), and they open without a retrace when `w` reaches them. 0
+            does not run (the conditional and the optimizer's update of its variables still
+            cost, for a small block about half an open sub-layer's step time), and they open
+            without a retrace when `w` reaches them. 0
             computes exactly `ceil(w + lookahead)` sub-layers. A closed sub-layer's state
             (BatchNormalization's statistics, Dropout's seed) does not move, and its losses
             (activity regularizers) count 0.
