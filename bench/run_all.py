@@ -6,7 +6,7 @@ Each benchmark runs in its own process (Keras fixes the backend per process) and
 
 `make bench` (15 minutes here) runs what issue 16 asks for; `make bench-full` (`--full`) adds
 the earlier benchmarks that `make bench` ran before it: `original_loop.py` (the original's
-training loop, about 3 minutes on both backends; its targets are met by wide margins) and
+training loop, about 3 minutes on both backends; docs/performance.md has its last figures) and
 `growth_cost.py` (three repetitions of the growth event that `growth_scaling.py`'s depth
 series measures once, 5 -> 6 sub-layers with an allocation), and one grow/shrink cycle with
 training steps in `growth_scaling.py`.
