@@ -18,7 +18,8 @@
 3. Memory: 20 grow/shrink cycles (5 -> 25 sub-layers, back to 5, `prune`); the process' RSS
    after each cycle. Target: no growth from released sub-layers (the last 10 cycles add
    < 10 MB). Measured without training steps (only allocation and release) and, reported
-   beside it, with a training step after each change (each one a retrace).
+   beside it, with a training step after each change (each one a retrace; `--trained-cycles`,
+   0 under `make bench`, 1 under `make bench-full`).
 
 Run: python bench/growth_scaling.py [--quick]; KERAS_BACKEND picks the backend.
 """

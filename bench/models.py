@@ -12,7 +12,7 @@ import gdeeper
 from gdeeper import GammaRegularizedBatchNorm, GInfinity, ShiftedL2
 
 SHAPES = {
-    # name: (input shape, block factory, batch)
+    # name: (input shape, batch); the block is block_layers(name)
     "xor": ((8,), 1000),
     # The MNIST network's cnn1 resolution (14 x 14) with cnn0's 30 channels. It was 28 x 28 x 30
     # (batch 128, then 64) until issue 16's second session: a quarter of the pixels lets the
