@@ -24,6 +24,7 @@ _EXPORTS = {
     "GrowingConv2D": "gdeeper.width",
     "DepthCallback": "gdeeper.growth",
     "update_depths": "gdeeper.growth",
+    "GrowOnPlateau": "gdeeper.autogrow",
     "depths": "gdeeper.telemetry",
     "DepthInfo": "gdeeper.telemetry",
     "meta_layers": "gdeeper.telemetry",

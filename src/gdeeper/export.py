@@ -8,6 +8,8 @@ load without gdeeper: each meta-layer becomes a nested Functional model with exa
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 from keras import ops
@@ -86,6 +88,9 @@ def _fixed_meta_layer(layer: GInfinity, copies: list) -> keras.Model:
             update = plain(update)
             copies.append((sub, plain))
         gate = float(gates[index])
+        if layer.normalize == "rms":  # n(f) = sqrt(units) * f / ||f||, as the layer's call
+            update = keras.layers.UnitNormalization(name=f"{name}_{index}_normalize")(update)
+            gate *= math.sqrt(float(update.shape[-1]))
         scaled = keras.layers.Rescaling(gate, name=f"{name}_{index}_gate")(update)
         if layer.merge == "residual":
             x = keras.layers.Add(name=f"{name}_{index}_merge")([x, scaled])

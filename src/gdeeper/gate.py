@@ -120,3 +120,16 @@ def penalty_factors(kind: str, indices, w, alpha=1.0):
     if kind == "smooth_step":
         return smooth_step(deltas(indices, w, alpha))
     raise ValueError(f"penalty_factor: kind must be one of {PENALTY_FACTORS}, got kind={kind!r}")
+
+
+def frontier_gates(indices, w, frontier: float, dtype="float32"):
+    """The frontier's weight for every index: `frontier * (1 - (i - w))` for the one closed
+    sub-layer within 1 of `w` (`w <= i < w + 1`: `ceil(w)`), 0 for every other index.
+
+    It rises from 0 to `frontier` as `w` approaches the frontier index, so its derivative in
+    `w` is `frontier`: the gradient on `w` carries the value of opening the next sub-layer.
+    """
+    x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
+    distance = x - w
+    closed = ops.cast(distance >= 0, dtype)
+    return frontier * ops.relu(1.0 - distance) * closed

@@ -28,10 +28,18 @@ from keras import ops
 
 from gdeeper import _keras
 from gdeeper.block import BlockTemplate, _Block
-from gdeeper.gate import PENALTY_FACTORS, deltas, geometric_merge, penalty_factors, stretch_init
+from gdeeper.gate import (
+    PENALTY_FACTORS,
+    deltas,
+    frontier_gates,
+    geometric_merge,
+    penalty_factors,
+    stretch_init,
+)
 from gdeeper.gate import stretch as softplus_stretch
 
 MERGES = ("residual", "blend", "geometric")
+NORMALIZATIONS = (None, "rms")
 STRETCHES = ("fixed", "trainable")
 # Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
 _NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
@@ -193,6 +201,10 @@ class GInfinity(keras.layers.Layer):
         allocated_depth: int | None = None,
         computed_depth: int | None = None,
         w_cost_per_parameter: float = 0.0,
+        normalize: str | None = None,
+        frontier: float = 0.0,
+        penalty_start: int = 0,
+        w_trainable: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -225,6 +237,20 @@ class GInfinity(keras.layers.Layer):
                 and w_cost_per_parameter >= 0,
                 "a finite number >= 0",
             ),
+            ("normalize", normalize, normalize in NORMALIZATIONS, f"one of {NORMALIZATIONS}"),
+            (
+                "frontier",
+                frontier,
+                _is_number(frontier) and 0 <= frontier <= 1,
+                "a number in [0, 1] (0: off)",
+            ),
+            (
+                "penalty_start",
+                penalty_start,
+                _is_int(penalty_start) and penalty_start >= 0,
+                "an integer >= 0 (training steps)",
+            ),
+            ("w_trainable", w_trainable, isinstance(w_trainable, bool), "True or False"),
             (
                 "penalize",
                 penalize,
@@ -235,6 +261,17 @@ class GInfinity(keras.layers.Layer):
             ),
         ):
             _check(name, argument, value, ok, accepted)
+        if frontier and normalize is None:
+            raise ValueError(
+                f"GInfinity '{name}': frontier={frontier!r} needs normalize='rms' (the frontier "
+                "sub-layer trains its direction only, so its output must be normalised), got "
+                "normalize=None"
+            )
+        if normalize is not None and merge == "geometric":
+            raise ValueError(
+                f"GInfinity '{name}': normalize={normalize!r} works with merge='residual' or "
+                "'blend', got merge='geometric'"
+            )
         for argument, value in (
             ("allocated_depth", allocated_depth),
             ("computed_depth", computed_depth),
@@ -261,6 +298,10 @@ class GInfinity(keras.layers.Layer):
         self.headroom = float(headroom)
         self.seed = seed
         self.w_cost_per_parameter = float(w_cost_per_parameter)
+        self.normalize = normalize
+        self.frontier = float(frontier)
+        self.penalty_start = penalty_start
+        self.w_trainable = w_trainable
         self._requested_allocation = allocated_depth
         self._requested_computation = computed_depth
 
@@ -311,6 +352,10 @@ class GInfinity(keras.layers.Layer):
                 "headroom": self.headroom,
                 "seed": self.seed,
                 "w_cost_per_parameter": self.w_cost_per_parameter,
+                "normalize": self.normalize,
+                "frontier": self.frontier,
+                "penalty_start": self.penalty_start,
+                "w_trainable": self.w_trainable,
                 "allocated_depth": len(self.sublayers)
                 if self.built
                 else self._requested_allocation,
@@ -339,8 +384,9 @@ class GInfinity(keras.layers.Layer):
             name="w",
             shape=(),
             initializer=keras.initializers.Constant(self.w_init),
-            regularizer=self.w_regularizer,
-            trainable=True,
+            # With penalty_start, call() adds the penalty once training has reached it.
+            regularizer=None if self.penalty_start else self.w_regularizer,
+            trainable=self.w_trainable,  # False: w is set from outside (GrowOnPlateau)
         )
         if self.stretch == "trainable":  # a = softplus(b) > 0; created after w (saved order)
             self.stretch_b = self.add_weight(
@@ -348,6 +394,14 @@ class GInfinity(keras.layers.Layer):
                 shape=(),
                 initializer=keras.initializers.Constant(stretch_init(self.alpha)),
                 trainable=True,
+            )
+        if self.penalty_start:  # training steps seen, for the late penalty (after stretch_b)
+            self.steps_seen = self.add_weight(
+                name="steps_seen",
+                shape=(),
+                initializer="zeros",
+                dtype="float32",
+                trainable=False,
             )
         needed = self.active_depth_for(self.w_init)
         if needed > self.max_depth:
@@ -620,12 +674,14 @@ class GInfinity(keras.layers.Layer):
         """The computed depth for `w`, with hysteresis around the `current` one."""
         if not math.isfinite(w):
             raise FloatingPointError(f"GInfinity '{self.name}': w became {w}; training diverged")
-        fresh = max(0, math.ceil(w + self.lookahead))
+        # The frontier sub-layer (index ceil(w)) trains before its gate opens: computed too.
+        extra = int(self.frontier > 0)
+        fresh = max(0, math.ceil(w + self.lookahead)) + extra
         if current is None:
             return self._level(fresh)
-        if w > current - self.lookahead:  # w is about to cross the top computed index: grow
+        if w > current - extra - self.lookahead:  # w is about to cross the top index: grow
             return max(self._level(fresh), current)
-        if w < self._level_below(current) - self.hysteresis:  # well below that level: shrink
+        if w < self._level_below(current) - extra - self.hysteresis:  # well below it: shrink
             return self._level(fresh)
         return current
 
@@ -703,12 +759,21 @@ class GInfinity(keras.layers.Layer):
     def call(self, inputs, training=None):
         self._refresh_depth_if_eager()
         self._check_steered(training)
+        penalty_on = 1.0
+        if self.penalty_start:
+            # The late penalty: w is free (no w penalty, no depth budget) for the first
+            # penalty_start training steps, then pays as usual.
+            if training:
+                self.steps_seen.assign(self.steps_seen + 1.0)
+            penalty_on = ops.cast(self.steps_seen >= float(self.penalty_start), "float32")
+            if self.w_regularizer is not None:
+                self.add_loss(penalty_on * self.w_regularizer(ops.cast(self.w, "float32")))
         if self.w_cost_per_parameter and self._block_sizes:
             # The depth budget: the parameters that w switches on (one sub-layer's per unit of
             # w) cost w_cost_per_parameter each, so that several meta-layers grow by the value
             # of their parameters, not by which adds the cheapest sub-layers.
             cost = self.w_cost_per_parameter * self._block_sizes[0]
-            self.add_loss(cost * ops.relu(ops.cast(self.w, "float32")))
+            self.add_loss(penalty_on * cost * ops.relu(ops.cast(self.w, "float32")))
         depth = self._computed_depth
         if depth == 0:
             return self._h(inputs)
@@ -723,6 +788,10 @@ class GInfinity(keras.layers.Layer):
             gates = [deltas(0, w, alpha, dtype=self.compute_dtype)]
         else:
             gates = ops.unstack(deltas(range(depth), w, alpha, dtype=self.compute_dtype))
+        ghosts = [None] * depth
+        if self.frontier:
+            values = frontier_gates(range(depth), w, self.frontier, dtype=self.compute_dtype)
+            ghosts = ops.unstack(values) if depth > 1 else [ops.reshape(values, ())]
         x = inputs
         terms, penalized = [], []
         # Sub-layers beyond ceil(w) (lookahead, headroom) have a gate of 0 until w reaches
@@ -731,9 +800,9 @@ class GInfinity(keras.layers.Layer):
         for index in range(depth):
             block, gate = self.sublayers[index], gates[index]
             if index < self._open_depth:
-                x = self._merge(x, block(x, training=training), gate)
+                x = self._merge(x, self._normalized(block(x, training=training)), gate)
             else:
-                x = self._merge_if_open(x, block, gate, training)
+                x = self._merge_if_open(x, block, gate, training, ghosts[index])
             if self._penalties[index]:
                 term = sum(penalty_of(v) for v, penalty_of in self._penalties[index])
                 terms.append(ops.cast(term, "float32"))
@@ -749,7 +818,7 @@ class GInfinity(keras.layers.Layer):
                 self.add_loss(ops.sum(factors * ops.stack(terms)))
         return x
 
-    def _merge_if_open(self, x, block: _Block, gate, training):
+    def _merge_if_open(self, x, block: _Block, gate, training, ghost=None):
         """`_merge(x, block(x), gate)` when the gate is open, else `h(x)` (the same value at a
         gate of 0) without running the block.
 
@@ -764,7 +833,10 @@ class GInfinity(keras.layers.Layer):
         def run_block():
             mapping = [(v, v.value) for v in block.variables]
             with keras.StatelessScope(mapping, collect_losses=True) as scope:
-                y = self._merge(x, block(x, training=training), gate)
+                if ghost is None:
+                    y = self._merge(x, self._normalized(block(x, training=training)), gate)
+                else:
+                    y = self._frontier_merge(x, block, gate, ghost, training)
             added_losses.extend(scope.losses)
             loss = sum(ops.cast(loss, "float32") for loss in scope.losses)
             states = [ops.cast(scope.get_current_value(v), v.dtype) for v in stateful]
@@ -774,12 +846,36 @@ class GInfinity(keras.layers.Layer):
             states = [ops.cast(v.value, v.dtype) for v in stateful]
             return self._h(x), states, ops.zeros((), "float32")
 
-        x, states, loss = ops.cond(gate > 0, run_block, skip_block)
+        is_open = gate > 0 if ghost is None else ops.logical_or(gate > 0, ghost > 0)
+        x, states, loss = ops.cond(is_open, run_block, skip_block)
         for variable, value in zip(stateful, states):
             variable.assign(value)
         if added_losses:
             self.add_loss(loss)
         return x
+
+    def _frontier_merge(self, x, block: _Block, gate, ghost, training):
+        """The merge of a sub-layer that may be the frontier (`ghost > 0`, its gate 0).
+
+        The frontier's output is added as `z - stop_gradient(z)`, `z = ghost * n(f(x))`: zero
+        in value, so the model computes exactly its `ceil(w)` sub-layers, but the loss's
+        gradient trains the frontier's direction as if it were open (its input detached, so
+        the sub-layers below it are trained only by the real network), and gives `w` the
+        first-order value of opening it.
+        """
+        stopped = ops.stop_gradient(x)
+        opened = ops.cast(gate > 0, x.dtype)
+        update = self._normalized(block(stopped + opened * (x - stopped), training=training))
+        z = ghost * update
+        return self._merge(x, update, gate) + (z - ops.stop_gradient(z))
+
+    def _normalized(self, update):
+        """`normalize="rms"`: the update scaled to a root mean square of 1 over its last axis,
+        so that the gate alone carries its size (as `UnitNormalization` times sqrt(units))."""
+        if self.normalize is None:
+            return update
+        units = float(update.shape[-1])
+        return ops.normalize(update, axis=-1, order=2, epsilon=1e-12) * math.sqrt(units)
 
     def _merge(self, x, update, gate):
         if self.merge == "residual":

@@ -56,6 +56,9 @@ class Plan:
     callbacks: list = dataclasses.field(default_factory=list)
     examples_per_epoch: int | None = None  # training examples per epoch (images/second)
     info: dict = dataclasses.field(default_factory=dict)  # added to summary.json (e.g. dataset)
+    # A fixed sample (x, y) of the training data: the depth signal (the data loss's and the
+    # penalties' gradients on each w) is measured on it at every validation.
+    signal_data: tuple | None = None
 
 
 def _seed_label(config) -> str:

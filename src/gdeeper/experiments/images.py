@@ -229,6 +229,7 @@ def plan(config: ImageConfig, initial_epoch: int, model) -> Plan:
         epochs=training.epochs,
         checkpoint_every=training.checkpoint_every,
         examples_per_epoch=n,
+        signal_data=(data.x_train[:512], data.y_train[:512]),
         info={
             "dataset": {
                 "name": data.name,

@@ -152,6 +152,7 @@ def plan(config: SpiralsConfig, initial_epoch: int, model) -> Plan:
         epochs=math.ceil(training.steps / training.val_every),
         checkpoint_every=training.checkpoint_every,
         info={"dataset": {"name": "spirals", "phase": config.data.phase, "train": len(x)}},
+        signal_data=(x, y),
     )
 
 

@@ -199,6 +199,10 @@ def plan(config: XorConfig, initial_epoch: int, model) -> Plan:
         epochs=math.ceil(training.steps / training.val_every),
         checkpoint_every=training.checkpoint_every,
         callbacks=[EpochClock(val)],
+        # The depth signal on one fixed sample (the training data is fresh every step).
+        signal_data=xor_data(
+            np.random.default_rng([config.seed, 2]), 4096, config.data.active, config.data.inputs
+        ),
     )
 
 

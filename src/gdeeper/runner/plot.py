@@ -20,6 +20,7 @@ from gdeeper.config import ConfigError, get_key
 from gdeeper.experiments import get_experiment, resolve_config
 from gdeeper.files import atomic_path
 from gdeeper.runner import rundir as rd
+from gdeeper.runner.signal_plot import plot_depth_signal, signal_layers
 from gdeeper.runner.stats import describe
 from gdeeper.runner.sweep_spec import read_sweep_spec
 from gdeeper.runner.titles import run_title, sweep_title
@@ -169,6 +170,8 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
         ylabel = f"test {metric}" if metric == "accuracy" and x == "epoch" else metric
         _finish(ax, x, ylabel, title)
         written.append(_save(fig, out / f"{file}{suffix}.{fmt}", plt))
+    if signal_layers(frame) and not reference:
+        written.append(plot_depth_signal(plt, frame, x, title, out / f"depth_signal.{fmt}", _save))
     return written
 
 

@@ -55,6 +55,9 @@ RESULTS_FILE = "results.csv"
 
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 LAYER_KINDS = ("w", "depth", "allocated")
+# The depth signal (gdeeper.runner.depth_signal), where the experiment measures it: optional,
+# so a run directory written before it resumes without them.
+SIGNAL_KINDS = ("grad_data", "grad_penalty")
 
 
 def now_iso() -> str:
@@ -158,6 +161,10 @@ def metrics_columns(layer_names: list[str]) -> list[str]:
     return [*BASE_COLUMNS] + [f"{kind}/{name}" for name in layer_names for kind in LAYER_KINDS]
 
 
+def signal_columns(layer_names: list[str]) -> list[str]:
+    return [f"{kind}/{name}" for name in layer_names for kind in SIGNAL_KINDS]
+
+
 def read_metrics_rows(path: Path) -> tuple[list[str], list[dict]]:
     path = Path(path)
     if not path.exists():
@@ -232,7 +239,9 @@ def truncate_metrics(path: Path, last_step: int) -> int:
 class MetricsWriter:
     """Appends one row per validation to metrics.csv, flushed to disk at once."""
 
-    def __init__(self, path: Path, columns: list[str]):
+    def __init__(self, path: Path, columns: list[str], optional: list[str] = ()):
+        """`optional` columns are written by a new file and left out of an existing one that
+        lacks them (a run directory from an earlier release)."""
         self.path = Path(path)
         existing, _ = read_metrics_rows(self.path)
         if existing:
@@ -240,6 +249,8 @@ class MetricsWriter:
             if missing:
                 raise RuntimeError(f"{self.path} lacks the columns {missing}")
             columns = existing
+        else:
+            columns = [*columns, *optional]
         self.columns = columns
         new = not existing
         self._handle = self.path.open("a", newline="")

@@ -260,12 +260,21 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         plan = outcome.plan = get_experiment(config.experiment).plan(config, initial_epoch, model)
         session["start_step"] = initial_epoch * plan.steps_per_epoch
         names = [layer.name for layer in gdeeper.meta_layers(plan.model)]
-        metrics = rd.MetricsWriter(run_dir / rd.METRICS_FILE, rd.metrics_columns(names))
+        signal = plan.signal_data is not None and bool(names)
+        metrics = rd.MetricsWriter(
+            run_dir / rd.METRICS_FILE,
+            rd.metrics_columns(names),
+            optional=rd.signal_columns(names) if signal else (),
+        )
         recorder = outcome.recorder = RunRecorder(
             run_dir, metrics, plan, initial_epoch, prior, tracking
         )
         depth_cb = gdeeper.DepthCallback()
         callbacks = [depth_cb, *plan.callbacks, recorder]
+        if signal:  # before the recorder, which writes the logs it adds
+            from gdeeper.runner.depth_signal import DepthSignal
+
+            callbacks.insert(1, DepthSignal(*plan.signal_data))
         if progress:
             display = TrainProgress(plan, initial_epoch, console)
             callbacks.append(display)
