@@ -801,6 +801,10 @@ class GInfinity(keras.layers.Layer):
             block, gate = self.sublayers[index], gates[index]
             if index < self._open_depth:
                 x = self._merge(x, self._normalized(block(x, training=training)), gate)
+            elif self.frontier and index == self._open_depth:
+                # The frontier (or, once w passed it, the top sub-layer): always computed, so
+                # no conditional; values and gradients are right either way.
+                x = self._frontier_merge(x, block, gate, ghosts[index], training)
             else:
                 x = self._merge_if_open(x, block, gate, training, ghosts[index])
             if self._penalties[index]:

@@ -49,6 +49,11 @@ class DepthStudyConfig(RunConfig):
     )
     w_penalty: Float | None = Field(None, ge=0, description="lambda_w; null: the task's")
     w_cost_per_parameter: Float = Field(0.0, ge=0, description="gdeeper: the depth budget")
+    # gdeeper's depth-signal options (GInfinity's names; docs/depth-study.md)
+    w_init: Float = Field(1.0, ge=0, le=100, description="gdeeper: the initial w")
+    normalize: Literal["rms"] | None = None
+    frontier: Float = Field(0.0, ge=0, le=1)
+    penalty_start: Int = Field(0, ge=0, description="gdeeper: steps before the w penalty")
     data_fraction: Float = Field(1.0, gt=0, le=1, description="train on this share")
 
     @field_validator("task")
@@ -95,6 +100,10 @@ def _build(task, depth, config, protocol, seed):
         w_penalty=protocol.w_penalty if config.w_penalty is None else config.w_penalty,
         seed=seed,
         w_cost_per_parameter=config.w_cost_per_parameter,
+        w_init=config.w_init,
+        normalize=config.normalize,
+        frontier=config.frontier,
+        penalty_start=config.penalty_start,
     )
     loss = "binary_crossentropy" if task.outputs == 1 else "categorical_crossentropy"
     model.compile(

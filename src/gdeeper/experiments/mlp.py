@@ -22,9 +22,13 @@ def build_residual_mlp(
     seed: int | None = None,
     name: str = "residual_mlp",
     w_cost_per_parameter: float = 0.0,
+    normalize: str | None = None,
+    frontier: float = 0.0,
+    penalty_start: int = 0,
 ):
     """The network above (uncompiled); `outputs=1` ends in a sigmoid, more in a softmax.
-    `w_cost_per_parameter` > 0 sets the meta-layer's depth budget (`GInfinity`)."""
+    `w_cost_per_parameter` > 0 sets the meta-layer's depth budget; `normalize`, `frontier`
+    and `penalty_start` are the depth-signal options of `GInfinity` (same names)."""
     import keras
 
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
@@ -48,6 +52,9 @@ def build_residual_mlp(
             max_depth=max_depth,
             seed=seed,
             name="g",
+            normalize=normalize,
+            frontier=frontier,
+            penalty_start=penalty_start,
             **budget,
         )(x)
     else:

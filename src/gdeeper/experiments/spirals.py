@@ -53,6 +53,9 @@ class SpiralsModelConfig(Section):
     w_penalty: Float = Field(1e-3, ge=0)
     chunk: Int = Field(5, ge=1)
     max_depth: Int = Field(100, ge=1)
+    normalize: Literal["rms"] | None = Field(None, description="GInfinity(normalize=...)")
+    frontier: Float = Field(0.0, ge=0, le=1, description="GInfinity(frontier=...); 0: off")
+    penalty_start: Int = Field(0, ge=0, description="steps before the w penalty starts")
 
     @model_validator(mode="after")
     def _check_depth(self):
@@ -124,6 +127,9 @@ def build_model(config: SpiralsConfig):
         max_depth=m.max_depth,
         seed=config.seed,
         name="spirals",
+        normalize=m.normalize,
+        frontier=m.frontier,
+        penalty_start=m.penalty_start,
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),
