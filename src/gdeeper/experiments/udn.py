@@ -134,7 +134,7 @@ class UDN:
         return [self.nu_raw, *[v for pair in pairs for v in pair]]
 
     def values(self) -> list:
-        return [ops.convert_to_tensor(v) for v in self.variables()]
+        return [ops.convert_to_tensor(ops.convert_to_numpy(v)) for v in self.variables()]
 
     def assign(self, values) -> None:
         for variable, value in zip(self.variables(), values):
@@ -145,7 +145,7 @@ class UDN:
         mass). Grows first, as UDN's forward pass does."""
         depth = self.depth()
         self.grow(depth)
-        flat = [ops.convert_to_tensor(v) for v in self.variables()]
+        flat = self.values()
         out = [
             ops.convert_to_numpy(mixture(unflatten(flat), x[i : i + batch_size], depth))
             for i in range(0, len(x), batch_size)
