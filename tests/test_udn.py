@@ -148,6 +148,23 @@ def test_gradient_on_nu_parameter_is_the_formulas():
 
 
 @pytest.mark.both_backends
+def test_layers_beyond_the_truncation_have_no_value_and_zero_gradient():
+    model, x, y, depth = tiny(nu=1.7)
+    flat = model.values()
+    model.grow(depth + 2)  # two more (layer, head) pairs, as after a shrink of nu
+    more = model.values()
+
+    def loss(flat, x, y):
+        return negative_elbo(unflatten(flat), x, y, depth, n_obs=50, **PRIORS)
+
+    value, grads = value_and_grad(loss)(more, x, y)
+    want, _ = value_and_grad(loss)(flat, x, y)
+    assert float(ops.convert_to_numpy(value)) == pytest.approx(float(want), rel=1e-6)
+    assert all(not np.any(ops.convert_to_numpy(g)) for g in grads[len(flat) :])
+    assert all(np.any(ops.convert_to_numpy(g)) for g in grads[: len(flat)])
+
+
+@pytest.mark.both_backends
 def test_growth_adds_layer_and_head_and_keeps_optimizer_state():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 2)).astype("float32")

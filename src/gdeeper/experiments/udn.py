@@ -65,10 +65,14 @@ def truncation(nu: float, quantile: float = 0.95) -> int:
     raise ValueError(f"no truncation below 10000 for nu={nu}")
 
 
-def log_q(nu, depth: int):
-    """log q(L = k) for k = 1..depth (a tensor of `depth` values): q_k ~ nu^(k-1) / (k-1)!."""
-    k = np.arange(depth, dtype="float32")
-    return ops.log_softmax(k * ops.log(nu) - gammaln(k + 1).astype("float32"))
+def log_q(nu, depth, size: int | None = None):
+    """log q(L = k) for k = 1..size (default: depth): q_k ~ nu^(k-1) / (k-1)! for k <= depth, 0
+    beyond (log about -1e9: zero mass and zero gradients). `depth` may be a tensor."""
+    k = np.arange(depth if size is None else size, dtype="float32")
+    logits = k * ops.log(nu) - gammaln(k + 1).astype("float32")
+    if size is not None:
+        logits = logits + ops.where(k < ops.cast(depth, "float32"), 0.0, -1e9)
+    return ops.log_softmax(logits)
 
 
 def log_prior_depth(depth: int, rate: float) -> np.ndarray:
@@ -95,6 +99,7 @@ class UDN:
         self.nu_raw = keras.Variable(np.float32(softplus_inverse(nu_init)), name="nu_raw")
         self.hidden: list[tuple[keras.Variable, keras.Variable]] = []
         self.heads = [self._linear(inputs, classes, ("head", 0))]
+        self._predict = {}  # compiled mixture per number of layers
 
     def _linear(self, fan_in, fan_out, key):
         # torch.nn.Linear's default: kernel and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))
@@ -143,11 +148,13 @@ class UDN:
     def predict(self, x, batch_size=4096) -> np.ndarray:
         """UDN's prediction: the mixture sum_k q_k p(y | x, head k), k = 1..D (k = 0 has no
         mass). Grows first, as UDN's forward pass does."""
-        depth = self.depth()
-        self.grow(depth)
-        flat = self.values()
+        depth = ops.convert_to_tensor(self.depth(), "int32")
+        self.grow(self.depth())
+        flat, n = self.values(), len(self.hidden)
+        if n not in self._predict:
+            self._predict[n] = compile_step(lambda f, x, d: mixture(unflatten(f), x, d))
         out = [
-            ops.convert_to_numpy(mixture(unflatten(flat), x[i : i + batch_size], depth))
+            ops.convert_to_numpy(self._predict[n](flat, x[i : i + batch_size], depth))
             for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(out)
@@ -159,11 +166,12 @@ def unflatten(flat):
     return flat[0], pairs[1::2], pairs[0::2]
 
 
-def _logits(params, x, depth: int):
-    """Outputs of heads 0..depth and the cumulative log prior of hidden layers 1..k."""
+def _logits(params, x):
+    """Outputs of heads 0..n, n the hidden layers in `params` (all of them: beyond the
+    truncation, q gives them zero weight)."""
     _, hidden, heads = params
     h, outs = x, [ops.matmul(x, heads[0][0]) + heads[0][1]]
-    for k in range(1, depth + 1):
+    for k in range(1, len(hidden) + 1):
         w, b = hidden[k - 1]
         h = ops.relu(ops.matmul(h, w) + b)
         outs.append(ops.matmul(h, heads[k][0]) + heads[k][1])
@@ -178,26 +186,27 @@ def _log_lik(z, y):
     return ops.mean(ops.sum(y * ops.log_softmax(z, axis=-1), axis=-1))
 
 
-def mixture(params, x, depth: int):
+def mixture(params, x, depth):
     """sum_k q_k p(y | x, head k), k = 1..depth: class probabilities (sigmoid: P(y = 1))."""
-    nu = ops.softplus(params[0])
-    q = ops.exp(log_q(nu, depth))
-    outs = _logits(params, ops.convert_to_tensor(x), depth)[1:]
+    q = ops.exp(log_q(ops.softplus(params[0]), depth, len(params[1])))
+    outs = _logits(params, ops.convert_to_tensor(x))[1:]
     probs = [ops.sigmoid(z) if z.shape[-1] == 1 else ops.softmax(z, axis=-1) for z in outs]
     return sum(q[k] * p for k, p in enumerate(probs))
 
 
-def negative_elbo(params, x, y, depth: int, *, n_obs: int, prior_rate: float, prior_scale: float):
-    """UDN's loss (src/models.py: UnboundedDepthNetwork.loss / elbo / forward)."""
+def negative_elbo(params, x, y, depth, *, n_obs: int, prior_rate: float, prior_scale: float):
+    """UDN's loss (src/models.py: UnboundedDepthNetwork.loss / elbo / forward) at truncation
+    `depth` (int or tensor, at most the hidden layers in `params`; layers beyond it get q = 0:
+    no value, zero gradients, as UDN which leaves them out)."""
     nu_raw, hidden, heads = params
-    logq = log_q(ops.softplus(nu_raw), depth)
+    logq = log_q(ops.softplus(nu_raw), depth, len(hidden))
     q = ops.exp(logq)
-    log_pl = log_prior_depth(depth, prior_rate)
-    outs = _logits(params, x, depth)
+    log_pl = log_prior_depth(len(hidden), prior_rate)
+    outs = _logits(params, x)
     # depth 0: q_0 = 0, yet its head trains with weight 1 (TRAIN_OUTPUT_LAYERS)
     elbo = n_obs * _log_lik(outs[0], y) + _log_prior_weights(heads[0], prior_scale)
     cumulative = 0.0
-    for k in range(1, depth + 1):
+    for k in range(1, len(hidden) + 1):
         cumulative = cumulative + _log_prior_weights(hidden[k - 1], prior_scale)
         term = (
             n_obs * _log_lik(outs[k], y)
@@ -240,27 +249,28 @@ class Trainer:
             self.optimizer.extend(new, [self.lr] * len(new))
         return depth
 
-    def _step_fn(self, depth: int):
+    def _step_fn(self):
         rates = tuple(self.optimizer.rates)
 
-        def loss(flat, x, y):
+        def loss(flat, x, y, depth):
             return negative_elbo(unflatten(flat), x, y, depth, n_obs=self.n_obs, **self.priors)
 
         grad = value_and_grad(loss)
 
-        def step(flat, state, x, y):
-            value, grads = grad(flat, x, y)
+        def step(flat, state, x, y, depth):
+            value, grads = grad(flat, x, y, depth)
             new_flat, new_state = self.optimizer.update(flat, grads, state, rates)
             return value, new_flat, new_state
 
         return compile_step(step)
 
-    def step(self, x, y) -> float:
-        depth = self.grow()
-        key = (depth, len(self.flat))
-        if key not in self._compiled:
-            self._compiled[key] = self._step_fn(depth)
-        value, self.flat, state = self._compiled[key](self.flat, self.optimizer.state(), x, y)
+    def step(self, x, y):
+        """One training step; returns the batch's -ELBO (a tensor)."""
+        depth = ops.convert_to_tensor(self.grow(), "int32")
+        n = len(self.flat)  # one compiled step per allocation; the truncation is an input
+        if n not in self._compiled:
+            self._compiled[n] = self._step_fn()
+        value, self.flat, state = self._compiled[n](self.flat, self.optimizer.state(), x, y, depth)
         self.optimizer.set_state(state)
         return value
 
