@@ -123,6 +123,32 @@ def test_elbo_matches_numpy_from_the_same_weights():
 
 
 @pytest.mark.both_backends
+def test_sigmoid_head_is_a_two_class_softmax_with_a_zero_logit():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(8, 2)).astype("float32")
+    y = rng.integers(0, 2, (8, 1)).astype("float32")
+    one = UDN(2, 1, width=3, nu_init=1.2, seed=1)
+    one.grow(one.depth())
+    two = UDN(2, 2, width=3, nu_init=1.2, seed=1)
+    two.grow(two.depth())
+    for a, b in zip(one.variables(), two.variables()):
+        value = ops.convert_to_numpy(a)
+        if value.ndim and value.shape[-1] == 1:  # a head: logits (0, z)
+            value = np.concatenate([np.zeros_like(value), value], -1)
+        b.assign(value)
+    depth = one.depth()
+    kw = {"n_obs": 30, **PRIORS}
+    got = negative_elbo(unflatten(one.values()), x, y, depth, **kw)
+    want = negative_elbo(
+        unflatten(two.values()), x, np.eye(2, dtype="float32")[y[:, 0].astype(int)], depth, **kw
+    )
+    assert float(ops.convert_to_numpy(got)) == pytest.approx(
+        float(ops.convert_to_numpy(want)), rel=1e-5
+    )
+    np.testing.assert_allclose(one.predict(x)[:, 0], two.predict(x)[:, 1], rtol=1e-5)
+
+
+@pytest.mark.both_backends
 def test_gradient_on_nu_parameter_is_the_formulas():
     model, x, y, depth = tiny(nu=2.3)
     n_obs = 40

@@ -29,11 +29,14 @@ What UDN does, with its source (file: function):
   evaluate_classification): the mixture sum_k q_k softmax(head_k(x)), its argmax. The depth
   UDN logs is the mean of q ("Mean Post L") and the truncation D.
 
-Port choices (docs/udn.md): the optimizer is a PyTorch-style Adam (`TorchAdam`), a step count
-per parameter and a learning rate per group, extended in place on growth: a Keras optimizer has
-one iteration count, so late layers would get another bias correction. Layers beyond D get
-zero gradients and still take Adam steps (torch < 2.0 `zero_grad`). Initial weights follow
-torch's nn.Linear, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn with NumPy.
+Port choices (docs/udn.md): the optimizer is a PyTorch-style Adam (`udn_optim.TorchAdam`), a
+step count per parameter and a learning rate per group, extended in place on growth: a Keras
+optimizer has one iteration count, so late layers would get another bias correction. The
+compiled step covers every allocated layer with the truncation D as an input: layers beyond D
+get q = 0 (no value, zero gradients) and still take Adam steps, as torch < 2.0's `zero_grad`
+leaves them zero gradients. Initial weights follow torch's nn.Linear, U(-1/sqrt(fan_in),
+1/sqrt(fan_in)), drawn with NumPy (not torch's random stream). Softmax heads for binary labels
+(UDN: 2 outputs); `output="sigmoid"` is an option outside UDN.
 """
 
 from __future__ import annotations
@@ -111,7 +114,7 @@ class UDN:
 
     @property
     def nu(self) -> float:
-        return float(np.logaddexp(0.0, float(ops.convert_to_numpy(self.nu_raw))))
+        return float(np.logaddexp(np.float32(0), np.float32(ops.convert_to_numpy(self.nu_raw))))
 
     def depth(self) -> int:
         """The truncation D of q(L) at the current nu."""
@@ -237,7 +240,7 @@ class Trainer:
 
     @property
     def nu(self) -> float:
-        return float(np.logaddexp(0.0, float(ops.convert_to_numpy(self.flat[0]))))
+        return float(np.logaddexp(np.float32(0), np.float32(ops.convert_to_numpy(self.flat[0]))))
 
     def grow(self) -> int:
         """The truncation D at the current nu, after creating missing layers, heads and their
