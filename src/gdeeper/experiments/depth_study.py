@@ -11,6 +11,8 @@ and a cell holds up to nine trainings), so that the study is an ordinary sweep o
 - `hyperband`: KerasTuner's Hyperband over the depth alone, its defaults (factor 3, one
   iteration), `max_epochs` = the per-run budget.
 - `random`: KerasTuner's RandomSearch over the depth, as many trials as the grid has depths.
+- `udn`: the port of Unbounded Depth Neural Networks (`gdeeper.experiments.udn`, docs/udn.md)
+  with the task's width, batch, learning rate and budget; its depth is the mean of q(L).
 
 Every training's steps (epochs it actually ran x batches per epoch, Hyperband's short trials and
 continued trials included) and wall time are summed. The cell writes `cell.json` in its run
@@ -32,7 +34,7 @@ from gdeeper.experiments import Experiment, Plan, register
 from gdeeper.experiments.study_tasks import check_task, load_task, parameters
 from gdeeper.files import write_json_atomic
 
-METHODS = ("gdeeper", "grid", "hyperband", "random")
+METHODS = ("gdeeper", "grid", "hyperband", "random", "udn")
 DEPTHS = [0, 1, 2, 3, 4, 5, 6, 7, 10]
 
 
@@ -41,7 +43,7 @@ class DepthStudyConfig(RunConfig):
 
     experiment: Literal["depth-study"] = "depth-study"
     task: str = "spirals-20"
-    method: Literal["gdeeper", "grid", "hyperband", "random"] = "gdeeper"
+    method: Literal["gdeeper", "grid", "hyperband", "random", "udn"] = "gdeeper"
     depths: list[Int] = Field(default_factory=lambda: list(DEPTHS), min_length=1)
     epochs: Int | None = Field(None, ge=1, description="per-run budget; null: the task's")
     steps: Int | None = Field(
@@ -199,6 +201,38 @@ def _tuner(task, config, epochs, run_dir: Path, key) -> dict:
     }
 
 
+def _udn(task, config, epochs) -> dict:
+    from gdeeper.experiments.udn import train_udn
+
+    protocol = task.protocol
+    steps = epochs * task.steps_per_epoch
+    result = train_udn(
+        task.x_train,
+        task.y_train,
+        task.x_val,
+        task.y_val,
+        x_test=task.x_test,
+        y_test=task.y_test,
+        steps=steps,
+        batch_size=protocol.batch_size,
+        learning_rate=protocol.learning_rate,
+        width=protocol.width,
+        seed=config.seed,
+    )
+    depth = result["depth_mode"]
+    return {
+        "depth": depth,
+        "w": result["depth_mean"],
+        "val_accuracy": result["val_accuracy"],
+        "test_accuracy": result["test_accuracy"],
+        # UDN's L layers are the input layer and L - 1 hidden ones, then the head of depth L
+        "params": parameters(task.inputs, task.outputs, protocol.width, max(depth - 1, 0)),
+        "steps": steps,
+        "seconds": result["wall_seconds"],
+        "udn": {k: result[k] for k in ("nu", "truncation", "layers_allocated", "depth_mean")},
+    }
+
+
 def run_cell(config: DepthStudyConfig, run_dir: str | Path) -> dict:
     """Train the cell, write `cell.json` in `run_dir`; its record."""
     run_dir = Path(run_dir)
@@ -211,6 +245,9 @@ def run_cell(config: DepthStudyConfig, run_dir: str | Path) -> dict:
     runs = []
     if config.method == "gdeeper":
         runs.append(_train_one(task, None, config, epochs, key))
+        chosen = runs[0]
+    elif config.method == "udn":
+        runs.append(_udn(task, config, epochs))
         chosen = runs[0]
     elif config.method == "grid":
         for depth in config.depths:

@@ -19,7 +19,7 @@ import pandas as pd
 from gdeeper.files import read_json, write_json_atomic, write_text_atomic
 from gdeeper.runner.stats import describe
 
-METHODS = ("gdeeper", "grid", "hyperband", "random")
+METHODS = ("gdeeper", "grid", "hyperband", "random", "udn")
 WITHIN_PP = 0.5  # gdeeper's test accuracy within this many points of the grid's
 STEP_SHARE = 0.2  # at no more than this share of the grid's steps
 MIN_SPEARMAN = 0.9
