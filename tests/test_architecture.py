@@ -114,7 +114,7 @@ def test_there_is_no_import_cycle():
 
 def test_the_layers_are_where_the_plan_says():
     layers = {module: layer_of(module) for module in MODULES}
-    assert layers["gdeeper.layer"] == layers["gdeeper.saving"] == "core"
+    assert layers["gdeeper.core.layer"] == layers["gdeeper.core.saving"] == "core"
     assert layers["gdeeper.datasets.idx"] == "support"
     assert layers["gdeeper.experiments.xor"] == "experiments"
     assert layers["gdeeper.runner.executors.ray_driver"] == "runner"

@@ -14,8 +14,8 @@ from gdeeper.experiments.cnn import (  # noqa: E402
     compile_image_model,
     plain_fixed_depth_model,
 )
-from gdeeper.layer import GInfinity  # noqa: E402
-from gdeeper.regularizers import GammaRegularizedBatchNorm  # noqa: E402
+from gdeeper.core.layer import GInfinity  # noqa: E402
+from gdeeper.core.regularizers import GammaRegularizedBatchNorm  # noqa: E402
 
 
 def _real_28x28(count: int):

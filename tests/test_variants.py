@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from gdeeper.gate import (
+from gdeeper.core.gate import (
     delta,
     geometric_merge,
     hard_step,
@@ -295,7 +295,7 @@ def test_penalty_factor_scales_each_sub_layers_penalty(kind):
 @pytest.mark.parametrize("experiment", ["xor", "digits"])
 def test_experiment_configs_pass_the_options_to_every_meta_layer(experiment):
     from gdeeper.experiments import get_experiment, resolve_config
-    from gdeeper.telemetry import meta_layers
+    from gdeeper.core.telemetry import meta_layers
 
     overrides = [
         "model.stretch=trainable",

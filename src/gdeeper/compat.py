@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from gdeeper.growth import update_depths
-from gdeeper.layer import GInfinity
-from gdeeper.regularizers import GammaRegularizedBatchNorm as _GammaRegularizedBatchNorm
-from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.growth import update_depths
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.regularizers import GammaRegularizedBatchNorm as _GammaRegularizedBatchNorm
+from gdeeper.core.telemetry import _sync_jax_state, meta_layers
 
 __all__ = ["GInftlyLayer", "GammaRegularizedBatchNorm", "TDModel", "c_l2"]
 
@@ -267,7 +267,7 @@ class TDModel:
     @classmethod
     def load(cls, path, verbose: bool = True) -> TDModel:
         """Load a model saved with `model.save(path)` (optimizer state included)."""
-        from gdeeper.saving import load_model
+        from gdeeper.core.saving import load_model
 
         return cls.from_model(load_model(path), verbose=verbose)
 

@@ -16,7 +16,7 @@ from gdeeper.experiments import Plan
 from gdeeper.files import atomic_path, write_json_atomic
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.display import progress_bar, training_status
-from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.telemetry import _sync_jax_state, meta_layers
 
 
 def as_float(value) -> float | None:

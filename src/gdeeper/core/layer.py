@@ -26,10 +26,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper import _keras
-from gdeeper.block import BlockTemplate, _Block
-from gdeeper.gate import PENALTY_FACTORS, deltas, geometric_merge, penalty_factors, stretch_init
-from gdeeper.gate import stretch as softplus_stretch
+from gdeeper.core import _keras
+from gdeeper.core.block import BlockTemplate, _Block
+from gdeeper.core.gate import PENALTY_FACTORS, deltas, geometric_merge, penalty_factors, stretch_init
+from gdeeper.core.gate import stretch as softplus_stretch
 
 MERGES = ("residual", "blend", "geometric")
 STRETCHES = ("fixed", "trainable")

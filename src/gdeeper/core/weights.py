@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import keras
 
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.rebuild import _reset_traced_functions, extend_optimizer
+from gdeeper.core.telemetry import _sync_jax_state, meta_layers
 
 
 class DepthWeights(list):

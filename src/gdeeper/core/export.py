@@ -12,13 +12,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.gate import delta
-from gdeeper.growth import update_depths
-from gdeeper.layer import GInfinity
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.regularizers import GammaRegularizedBatchNorm
-from gdeeper.telemetry import _sync_jax_state, meta_layers
-from gdeeper.width import GrowingWidth
+from gdeeper.core.gate import delta
+from gdeeper.core.growth import update_depths
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.rebuild import _reset_traced_functions, extend_optimizer
+from gdeeper.core.regularizers import GammaRegularizedBatchNorm
+from gdeeper.core.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.width import GrowingWidth
 
 # gdeeper layer classes and the plain Keras layer each one is exported as (same weights, same
 # inference; only gdeeper's training penalty differs).

@@ -6,9 +6,9 @@ import dataclasses
 
 import keras
 
-from gdeeper import _keras
-from gdeeper.layer import GInfinity
-from gdeeper.width import GrowingWidth
+from gdeeper.core import _keras
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.width import GrowingWidth
 
 # Layers whose size follows a trainable `w` between steps (depth, or width in units).
 _META_TYPES = (GInfinity, GrowingWidth)

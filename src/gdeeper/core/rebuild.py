@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import keras
 
-from gdeeper import _keras
-from gdeeper.telemetry import _sync_jax_state
+from gdeeper.core import _keras
+from gdeeper.core.telemetry import _sync_jax_state
 
 
 def _optimizer_of(model, optimizer=None):

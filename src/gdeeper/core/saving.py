@@ -18,9 +18,9 @@ import zipfile
 
 import keras
 
-from gdeeper.growth import update_depths
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.telemetry import _sync_jax_state
+from gdeeper.core.growth import update_depths
+from gdeeper.core.rebuild import _reset_traced_functions, extend_optimizer
+from gdeeper.core.telemetry import _sync_jax_state
 
 _KERAS_MEMBERS = ("config.json",)
 _WEIGHT_MEMBERS = ("model.weights.h5", "model.weights.npz")

@@ -20,9 +20,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper import _keras
-from gdeeper.gate import PENALTY_EPSILON, delta
-from gdeeper.layer import (
+from gdeeper.core import _keras
+from gdeeper.core.gate import PENALTY_EPSILON, delta
+from gdeeper.core.layer import (
     DepthLimitError,
     _bump_structure,
     _check,

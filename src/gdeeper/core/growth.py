@@ -8,11 +8,11 @@ import weakref
 
 import keras
 
-from gdeeper import _keras
-from gdeeper.layer import STRUCTURE, GInfinity
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.telemetry import _sync_jax_state, meta_layers
-from gdeeper.weights import depth_aware_weights
+from gdeeper.core import _keras
+from gdeeper.core.layer import STRUCTURE, GInfinity
+from gdeeper.core.rebuild import _reset_traced_functions, extend_optimizer
+from gdeeper.core.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.weights import depth_aware_weights
 
 
 class _WReader:
