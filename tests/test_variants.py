@@ -294,8 +294,8 @@ def test_penalty_factor_scales_each_sub_layers_penalty(kind):
 
 @pytest.mark.parametrize("experiment", ["xor", "digits"])
 def test_experiment_configs_pass_the_options_to_every_meta_layer(experiment):
-    from gdeeper.experiments import get_experiment, resolve_config
     from gdeeper.core.telemetry import meta_layers
+    from gdeeper.experiments import get_experiment, resolve_config
 
     overrides = [
         "model.stretch=trainable",

@@ -28,7 +28,13 @@ from keras import ops
 
 from gdeeper.core import _keras
 from gdeeper.core.block import BlockTemplate, _Block
-from gdeeper.core.gate import PENALTY_FACTORS, deltas, geometric_merge, penalty_factors, stretch_init
+from gdeeper.core.gate import (
+    PENALTY_FACTORS,
+    deltas,
+    geometric_merge,
+    penalty_factors,
+    stretch_init,
+)
 from gdeeper.core.gate import stretch as softplus_stretch
 
 MERGES = ("residual", "blend", "geometric")

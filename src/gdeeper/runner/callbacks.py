@@ -12,11 +12,11 @@ import keras
 from rich.console import Console
 from rich.progress import TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from gdeeper.core.telemetry import _sync_jax_state, meta_layers
 from gdeeper.experiments import Plan
 from gdeeper.files import atomic_path, write_json_atomic
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.display import progress_bar, training_status
-from gdeeper.core.telemetry import _sync_jax_state, meta_layers
 
 
 def as_float(value) -> float | None:
