@@ -17,7 +17,7 @@ _EXPORTS = {
     "delta": "gdeeper.core.gate",
     "shifted_delta": "gdeeper.core.gate",
     "GInfinity": "gdeeper.core.layer",
-    "DepthLimitError": "gdeeper.core.layer",
+    "DepthLimitError": "gdeeper.core.growable",
     "ShiftedL2": "gdeeper.core.regularizers",
     "GammaRegularizedBatchNorm": "gdeeper.core.regularizers",
     "GrowingDense": "gdeeper.core.width",

@@ -22,7 +22,7 @@ import numpy as np
 from gdeeper.core.growth import update_depths
 from gdeeper.core.layer import GInfinity
 from gdeeper.core.regularizers import GammaRegularizedBatchNorm as _GammaRegularizedBatchNorm
-from gdeeper.core.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
 
 __all__ = ["GInftlyLayer", "GammaRegularizedBatchNorm", "TDModel", "c_l2"]
 
@@ -292,7 +292,7 @@ class TDModel:
     def get_depths(self) -> dict[str, float]:
         """`{meta-layer name: w}`."""
         model = self._require_model()
-        _sync_jax_state(model)
+        sync_jax_state(model)
         return {layer.name: layer.read_w() for layer in self._meta_layers}
 
     def print_depths(self) -> None:
@@ -301,7 +301,7 @@ class TDModel:
 
     def _print_parameters(self) -> None:
         """Like the original after each rebuild: parameters in use and allocated but unused."""
-        _sync_jax_state(self.model)
+        sync_jax_state(self.model)
         unused = parked = 0
         for layer in self._meta_layers:
             active = layer.active_depth_for(layer.read_w())

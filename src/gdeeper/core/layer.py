@@ -15,8 +15,6 @@ Growth beyond the allocated sub-layers happens between training steps (see `grow
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import math
 import random
 import warnings
@@ -27,7 +25,8 @@ import numpy as np
 from keras import ops
 
 from gdeeper.core import _keras
-from gdeeper.core.block import BlockTemplate, _Block
+from gdeeper.core.arguments import check, is_int, is_number
+from gdeeper.core.block import Block, BlockTemplate
 from gdeeper.core.gate import (
     PENALTY_FACTORS,
     deltas,
@@ -36,54 +35,19 @@ from gdeeper.core.gate import (
     stretch_init,
 )
 from gdeeper.core.gate import stretch as softplus_stretch
+from gdeeper.core.growable import DepthLimitError, bump_structure, seeded_python_rng
 
 MERGES = ("residual", "blend", "geometric")
 STRETCHES = ("fixed", "trainable")
 # Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
 _NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
-# Bumped whenever any meta-layer's variables change, so cached variable indexes can tell.
-_structure_generation = itertools.count(1)
-STRUCTURE = {"generation": 0}
-
 
 # Up to this many sub-layers the computed depth follows w exactly; beyond, in steps (headroom).
 EXACT_DEPTHS = 8
 
 
-def _bump_structure() -> None:
-    STRUCTURE["generation"] = next(_structure_generation)
-
-
-class DepthLimitError(RuntimeError):
-    """Raised when `w` asks for more sub-layers than a meta-layer's `max_depth` allows."""
-
-
-@contextlib.contextmanager
-def seeded_python_rng(key: str):
-    """Python's RNG (from which Keras draws default seeds) seeded from `key`, then restored:
-    a grown sub-layer (or width chunk) gets the same initial weights whenever it is grown."""
-    state = random.getstate()
-    random.seed(key)
-    try:
-        yield
-    finally:
-        random.setstate(state)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check(layer_name: str, argument: str, value, ok: bool, accepted: str) -> None:
-    """One ValueError format for every bad argument: what was wrong and what is accepted."""
-    if not ok:
-        raise ValueError(
-            f"GInfinity '{layer_name}': {argument} must be {accepted}, got {argument}={value!r}"
-        )
+    check(f"GInfinity '{layer_name}'", argument, value, ok, accepted)
 
 
 def _as_regularizer(value, argument: str, layer_name: str):
@@ -207,11 +171,11 @@ class GInfinity(keras.layers.Layer):
             seed = random.randrange(2**31)
         in_depth_range = f"an integer in [0, max_depth={max_depth}] or None"
         for argument, value, ok, accepted in (
-            ("w_init", w_init, _is_number(w_init) and math.isfinite(w_init), "a finite number"),
+            ("w_init", w_init, is_number(w_init) and math.isfinite(w_init), "a finite number"),
             ("merge", merge, merge in MERGES, f"one of {MERGES}"),
-            ("chunk", chunk, _is_int(chunk) and chunk >= 1, "an integer >= 1"),
-            ("max_depth", max_depth, _is_int(max_depth) and max_depth >= 1, "an integer >= 1"),
-            ("alpha", alpha, _is_number(alpha) and alpha > 0, "a number > 0"),
+            ("chunk", chunk, is_int(chunk) and chunk >= 1, "an integer >= 1"),
+            ("max_depth", max_depth, is_int(max_depth) and max_depth >= 1, "an integer >= 1"),
+            ("alpha", alpha, is_number(alpha) and alpha > 0, "a number > 0"),
             ("stretch", stretch, stretch in STRETCHES, f"one of {STRETCHES}"),
             (
                 "penalty_factor",
@@ -219,14 +183,14 @@ class GInfinity(keras.layers.Layer):
                 penalty_factor in PENALTY_FACTORS,
                 f"one of {PENALTY_FACTORS}",
             ),
-            ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
-            ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
-            ("headroom", headroom, _is_number(headroom) and 0 <= headroom <= 4, "in [0, 4]"),
-            ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
+            ("lookahead", lookahead, is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
+            ("hysteresis", hysteresis, is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
+            ("headroom", headroom, is_number(headroom) and 0 <= headroom <= 4, "in [0, 4]"),
+            ("seed", seed, is_int(seed) and seed >= 0, "an integer >= 0 or None"),
             (
                 "w_cost_per_parameter",
                 w_cost_per_parameter,
-                _is_number(w_cost_per_parameter)
+                is_number(w_cost_per_parameter)
                 and math.isfinite(w_cost_per_parameter)
                 and w_cost_per_parameter >= 0,
                 "a finite number >= 0",
@@ -245,7 +209,7 @@ class GInfinity(keras.layers.Layer):
             ("allocated_depth", allocated_depth),
             ("computed_depth", computed_depth),
         ):
-            ok = value is None or (_is_int(value) and 0 <= value <= max_depth)
+            ok = value is None or (is_int(value) and 0 <= value <= max_depth)
             _check(name, argument, value, ok, in_depth_range)
 
         # Plain attribute: the template layers are never built or trained themselves.
@@ -275,7 +239,7 @@ class GInfinity(keras.layers.Layer):
         # saving walks attributes, not the tracker: all of them are saved under "sublayers" (the
         # private tracked list is visited after it, and holds no sub-layer it has not seen).
         object.__setattr__(self, "sublayers", [])
-        self._computed_blocks: list[_Block] = []
+        self._computed_blocks: list[Block] = []
         # Plain (untracked) lists: the variables in `_penalties` belong to the sub-layers and must
         # not be tracked a second time as this layer's own.
         object.__setattr__(self, "_penalties", [])
@@ -416,7 +380,7 @@ class GInfinity(keras.layers.Layer):
             while len(self.sublayers) < depth:
                 index = len(self.sublayers)
                 with self._seeded(index):
-                    block = _Block(
+                    block = Block(
                         self._template.make(index, self.dtype_policy),
                         name=f"{self.name}_block_{index}",
                     )
@@ -435,7 +399,7 @@ class GInfinity(keras.layers.Layer):
                 )
                 added += 1
         if added:
-            _bump_structure()
+            bump_structure()
         return added
 
     def _release(self, depth: int) -> int:
@@ -453,7 +417,7 @@ class GInfinity(keras.layers.Layer):
                 self._block_sizes.pop()
                 released += 1
         if released:
-            _bump_structure()
+            bump_structure()
         return released
 
     def prune(self) -> int:
@@ -465,7 +429,7 @@ class GInfinity(keras.layers.Layer):
         """
         return self._release(min(len(self.sublayers), self._round_up(max(self._computed_depth, 1))))
 
-    def _take_penalties(self, block: _Block) -> list[tuple[keras.Variable, Callable]]:
+    def _take_penalties(self, block: Block) -> list[tuple[keras.Variable, Callable]]:
         """Move the block's weight regularizers here, where they are multiplied by the gate."""
         penalties = []
         for layer in block.block_layers:
@@ -478,7 +442,7 @@ class GInfinity(keras.layers.Layer):
                 penalties.append((variable, self.block_regularizer))
         return penalties
 
-    def _penalized_weights(self, block: _Block) -> list[keras.Variable]:
+    def _penalized_weights(self, block: Block) -> list[keras.Variable]:
         if self.penalize == "all":
             return list(block.trainable_weights)
         if self.penalize == "last":
@@ -508,7 +472,7 @@ class GInfinity(keras.layers.Layer):
             wanted = self._trainable and index < self._computed_depth
             if block.trainable != wanted:
                 block.trainable = wanted
-                _bump_structure()
+                bump_structure()
         self._track_computed()
 
     def _track_computed(self) -> None:
@@ -531,7 +495,7 @@ class GInfinity(keras.layers.Layer):
                 tracked.pop()  # untracks the sub-layer and its variables
             while len(tracked) < len(wanted):
                 tracked.append(wanted[len(tracked)])
-        _bump_structure()
+        bump_structure()
 
     # ------------------------------------------------------------------------------ save / load
     def save_own_variables(self, store):
@@ -755,7 +719,7 @@ class GInfinity(keras.layers.Layer):
                 self.add_loss(ops.sum(factors * ops.stack(terms)))
         return x
 
-    def _merge_if_open(self, x, block: _Block, gate, training):
+    def _merge_if_open(self, x, block: Block, gate, training):
         """`_merge(x, block(x), gate)` when the gate is open, else `h(x)` (the same value at a
         gate of 0) without running the block.
 

@@ -21,15 +21,9 @@ import numpy as np
 from keras import ops
 
 from gdeeper.core import _keras
+from gdeeper.core.arguments import check, is_int, is_number
 from gdeeper.core.gate import PENALTY_EPSILON, delta
-from gdeeper.core.layer import (
-    DepthLimitError,
-    _bump_structure,
-    _check,
-    _is_int,
-    _is_number,
-    seeded_python_rng,
-)
+from gdeeper.core.growable import DepthLimitError, bump_structure, seeded_python_rng
 
 
 class _UnitChunk(keras.layers.Layer):
@@ -79,35 +73,35 @@ class GrowingWidth(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = self.name
+        owner = f"{type(self).__name__} '{self.name}'"
         if seed is None:
             seed = random.randrange(2**31)
         chunked = f"a multiple of chunk={chunk} in [0, max_units={max_units}] or None"
         for argument, value, ok, accepted in (
-            ("outputs", outputs, _is_int(outputs) and outputs >= 1, "an integer >= 1"),
-            ("group", group, _is_int(group) and group >= 1, "an integer >= 1"),
-            ("chunk", chunk, _is_int(chunk) and chunk >= 1, "an integer >= 1"),
-            ("w_init", w_init, _is_number(w_init) and math.isfinite(w_init), "a finite number"),
-            ("max_units", max_units, _is_int(max_units) and max_units >= 1, "an integer >= 1"),
-            ("alpha", alpha, _is_number(alpha) and alpha > 0, "a number > 0"),
-            ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
-            ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
-            ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
+            ("outputs", outputs, is_int(outputs) and outputs >= 1, "an integer >= 1"),
+            ("group", group, is_int(group) and group >= 1, "an integer >= 1"),
+            ("chunk", chunk, is_int(chunk) and chunk >= 1, "an integer >= 1"),
+            ("w_init", w_init, is_number(w_init) and math.isfinite(w_init), "a finite number"),
+            ("max_units", max_units, is_int(max_units) and max_units >= 1, "an integer >= 1"),
+            ("alpha", alpha, is_number(alpha) and alpha > 0, "a number > 0"),
+            ("lookahead", lookahead, is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
+            ("hysteresis", hysteresis, is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
+            ("seed", seed, is_int(seed) and seed >= 0, "an integer >= 0 or None"),
         ):
-            _check(name, argument, value, ok, accepted)
+            check(owner, argument, value, ok, accepted)
         for argument, value in (
             ("w_regularizer", w_regularizer),
             ("unit_regularizer", unit_regularizer),
         ):
-            ok = _is_number(value) and math.isfinite(value) and value >= 0
-            _check(name, argument, value, ok, "a finite number >= 0")
+            ok = is_number(value) and math.isfinite(value) and value >= 0
+            check(owner, argument, value, ok, "a finite number >= 0")
         for argument, value in (
             ("allocated_units", allocated_units),
             ("computed_units", computed_units),
         ):
-            in_range = _is_int(value) and 0 <= value <= max_units
+            in_range = is_int(value) and 0 <= value <= max_units
             ok = value is None or (in_range and value % chunk == 0)
-            _check(name, argument, value, ok, chunked)
+            check(owner, argument, value, ok, chunked)
         self.outputs = outputs
         self.activation = keras.activations.get(activation)
         self.group = group
@@ -208,7 +202,7 @@ class GrowingWidth(keras.layers.Layer):
                 self.chunks.append(chunk)
                 added += 1
         if added:
-            _bump_structure()
+            bump_structure()
         return added
 
     def _release(self, units: int) -> int:
@@ -223,7 +217,7 @@ class GrowingWidth(keras.layers.Layer):
                 self.chunks.pop()
                 released += 1
         if released:
-            _bump_structure()
+            bump_structure()
         return released
 
     def prune(self) -> int:
@@ -244,7 +238,7 @@ class GrowingWidth(keras.layers.Layer):
             wanted = self._trainable and index * self.chunk < self._computed
             if chunk.trainable != wanted:
                 chunk.trainable = wanted
-                _bump_structure()
+                bump_structure()
 
     # ------------------------------------------------------------------------------ save / load
     def save_own_variables(self, store):
@@ -424,7 +418,8 @@ class GrowingConv2D(GrowingWidth):
 
     def __init__(self, outputs: int, kernel_size=3, strides=1, padding="same", **kwargs):
         super().__init__(outputs, **kwargs)
-        _check(self.name, "padding", padding, padding in ("same", "valid"), "'same' or 'valid'")
+        owner = f"{type(self).__name__} '{self.name}'"
+        check(owner, "padding", padding, padding in ("same", "valid"), "'same' or 'valid'")
         self.kernel_size = kernel_size
         self.strides = strides
         self.padding = padding

@@ -12,7 +12,7 @@ import keras
 from rich.console import Console
 from rich.progress import TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gdeeper.core.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
 from gdeeper.experiments import Plan
 from gdeeper.files import atomic_path, write_json_atomic
 from gdeeper.runner import rundir as rd
@@ -114,7 +114,7 @@ class RunRecorder(keras.callbacks.Callback):
         directory = self.run_dir / rd.CHECKPOINT_DIR
         directory.mkdir(exist_ok=True)
         name = f"model-{epoch:07d}.keras"
-        _sync_jax_state(self.model)
+        sync_jax_state(self.model)
         with atomic_path(directory / name) as tmp:
             self.model.save(tmp)
         growth, retraces = self.counts()
