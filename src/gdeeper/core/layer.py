@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.core import _keras
+from gdeeper.core import _keras, policy
 from gdeeper.core.arguments import check, is_int, is_number
 from gdeeper.core.block import Block, BlockTemplate
 from gdeeper.core.gate import (
@@ -41,9 +41,6 @@ MERGES = ("residual", "blend", "geometric")
 STRETCHES = ("fixed", "trainable")
 # Layer types whose main weight is `gamma` rather than `kernel` (the penalty target of "last").
 _NORMALIZATION_WEIGHTS = ("gamma", "kernel", "embeddings")
-
-# Up to this many sub-layers the computed depth follows w exactly; beyond, in steps (headroom).
-EXACT_DEPTHS = 8
 
 
 def _check(layer_name: str, argument: str, value, ok: bool, accepted: str) -> None:
@@ -338,31 +335,7 @@ class GInfinity(keras.layers.Layer):
         self._apply_trainable()
 
     def _round_up(self, depth: int) -> int:
-        return min(self.max_depth, self.chunk * math.ceil(depth / self.chunk))
-
-    def _levels(self):
-        """The computed depths growth steps through beyond `EXACT_DEPTHS` (see `headroom`)."""
-        level = EXACT_DEPTHS
-        while True:
-            yield level
-            level = max(level + 1, math.ceil(level * (1 + self.headroom)))
-
-    def _level(self, depth: int) -> int:
-        """The computed depth that holds `depth` sub-layers: `depth` itself, or its level."""
-        if depth <= EXACT_DEPTHS or not self.headroom:
-            return depth
-        level = next(level for level in self._levels() if level >= depth)
-        return max(depth, min(level, self.max_depth))
-
-    def _level_below(self, depth: int) -> int:
-        """The largest computed depth that growth would step through below `depth`."""
-        if depth <= EXACT_DEPTHS + 1 or not self.headroom:
-            return depth - 1
-        below = EXACT_DEPTHS
-        for level in self._levels():
-            if level >= depth:
-                return below
-            below = level
+        return policy.round_up(depth, self.chunk, limit=self.max_depth)
 
     def _seeded(self, index: int):
         """Python's RNG seeded for sub-layer `index` (and restored afterwards)."""
@@ -584,20 +557,20 @@ class GInfinity(keras.layers.Layer):
 
     @staticmethod
     def active_depth_for(w: float) -> int:
-        return max(0, math.ceil(w))
+        return policy.active_depth_for(w)
 
     def target_depth(self, w: float, current: int | None = None) -> int:
         """The computed depth for `w`, with hysteresis around the `current` one."""
         if not math.isfinite(w):
             raise FloatingPointError(f"GInfinity '{self.name}': w became {w}; training diverged")
-        fresh = max(0, math.ceil(w + self.lookahead))
-        if current is None:
-            return self._level(fresh)
-        if w > current - self.lookahead:  # w is about to cross the top computed index: grow
-            return max(self._level(fresh), current)
-        if w < self._level_below(current) - self.hysteresis:  # well below that level: shrink
-            return self._level(fresh)
-        return current
+        return policy.target_depth(
+            w,
+            current,
+            lookahead=self.lookahead,
+            hysteresis=self.hysteresis,
+            headroom=self.headroom,
+            max_depth=self.max_depth,
+        )
 
     def set_depth(self, w: float) -> tuple[bool, int]:
         """Align the computed depth (and allocation) with `w`.

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.core import _keras
+from gdeeper.core import _keras, policy
 from gdeeper.core.arguments import check, is_int, is_number
 from gdeeper.core.gate import PENALTY_EPSILON, delta
 from gdeeper.core.growable import DepthLimitError, bump_structure, seeded_python_rng
@@ -175,11 +175,8 @@ class GrowingWidth(keras.layers.Layer):
         self._allocate(max(computed, allocated or 0, self.chunk))
         self._apply_trainable()
 
-    def _round_up(self, units: int) -> int:
-        return self.chunk * math.ceil(units / self.chunk)
-
     def _round_down(self, units: int) -> int:
-        return self.chunk * (units // self.chunk)
+        return policy.round_down(units, self.chunk)
 
     def _seeded(self, index: int):
         return seeded_python_rng(f"gdeeper.{type(self).__name__}:{self.seed}:{index}")
@@ -283,18 +280,20 @@ class GrowingWidth(keras.layers.Layer):
 
     def active_depth_for(self, w: float) -> int:
         """Units that influence the output: unit j is open where j / group < w."""
-        return max(0, math.ceil(w * self.group))
+        return policy.active_units_for(w, self.group)
 
     def target_depth(self, w: float, current: int | None = None) -> int:
         """The computed units for `w` (whole chunks), with hysteresis around `current`."""
         if not math.isfinite(w):
             raise FloatingPointError(f"'{self.name}': w became {w}; training diverged")
-        fresh = self._round_up(max(0, math.ceil((w + self.lookahead) * self.group)))
-        if current is None or fresh >= current:
-            return fresh
-        margin = self.lookahead + self.hysteresis
-        kept = self._round_up(max(0, math.ceil((w + margin) * self.group)))
-        return fresh if kept < current else current
+        return policy.target_units(
+            w,
+            current,
+            lookahead=self.lookahead,
+            hysteresis=self.hysteresis,
+            group=self.group,
+            chunk=self.chunk,
+        )
 
     def set_depth(self, w: float) -> tuple[bool, int]:
         """Align the computed units (and the allocation) with `w`; as `GInfinity.set_depth`."""
