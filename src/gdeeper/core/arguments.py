@@ -1,13 +1,13 @@
 """Argument checks for the meta-layers' `__init__`, as one declarative table per layer.
 
-Each row names an argument, its value, whether the value is accepted and what is accepted; a
-bad value raises one ValueError format that echoes it, as Keras' own layers do. Pure Python.
+Each row names an argument, its value and its rule (what is accepted, and the test); a bad
+value raises one ValueError format that echoes it, as Keras' own layers do. Pure Python.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 
 def is_number(value) -> bool:
@@ -31,7 +31,27 @@ def check(owner: str, argument: str, value, ok: bool, accepted: str) -> None:
         raise ValueError(f"{owner}: {argument} must be {accepted}, got {argument}={value!r}")
 
 
-def check_arguments(owner: str, table: Iterable[tuple[str, object, bool, str]]) -> None:
-    """`check` every row `(argument, value, ok, accepted)` of `table`, in order."""
-    for argument, value, ok, accepted in table:
-        check(owner, argument, value, ok, accepted)
+# A rule: what is accepted (as the error message says it) and the test of a value.
+Rule = tuple[str, Callable[[object], bool]]
+
+FINITE_NUMBER: Rule = ("a finite number", is_finite_number)
+NUMBER_ABOVE_0: Rule = ("a number > 0", lambda value: is_number(value) and value > 0)
+INTEGER_FROM_1: Rule = ("an integer >= 1", lambda value: is_int(value) and value >= 1)
+FRACTION: Rule = ("in [0, 1)", lambda value: is_number(value) and 0 <= value < 1)
+FINITE_NUMBER_FROM_0: Rule = (
+    "a finite number >= 0",
+    lambda value: is_finite_number(value) and value >= 0,
+)
+# A seed of None is drawn before the checks, so a checked seed is an int.
+SEED: Rule = ("an integer >= 0 or None", lambda value: is_int(value) and value >= 0)
+
+
+def one_of(choices: tuple) -> Rule:
+    return (f"one of {choices}", lambda value: value in choices)
+
+
+def check_table(owner: str, table: Iterable[tuple[str, object, Rule]]) -> None:
+    """Check every row `(argument, value, rule)` of `table` in order: the first value its rule
+    refuses raises (see `check`)."""
+    for argument, value, (accepted, test) in table:
+        check(owner, argument, value, test(value), accepted)

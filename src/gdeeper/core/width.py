@@ -20,10 +20,20 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.core import _keras, policy
-from gdeeper.core.arguments import check, is_int, is_number
+from gdeeper.core import policy
+from gdeeper.core.arguments import (
+    FINITE_NUMBER,
+    FINITE_NUMBER_FROM_0,
+    FRACTION,
+    INTEGER_FROM_1,
+    NUMBER_ABOVE_0,
+    SEED,
+    check,
+    check_table,
+    is_int,
+)
 from gdeeper.core.gate import PENALTY_EPSILON, delta
-from gdeeper.core.growable import DepthLimitError, bump_structure, seeded_python_rng
+from gdeeper.core.growable import DepthLimitError, Growable
 
 
 class _UnitChunk(keras.layers.Layer):
@@ -50,9 +60,11 @@ class _UnitChunk(keras.layers.Layer):
         return into + ops.square(bias) + ops.sum(ops.square(readout), axis=axes)
 
 
-class GrowingWidth(keras.layers.Layer):
+class GrowingWidth(Growable):
     """What `GrowingDense` and `GrowingConv2D` share: `w`, the gates, lazy chunks, penalties,
     growth, saving. Subclasses say how a chunk's two layers are made (`_make_layers`)."""
+
+    DEPTH_KEYS = ("allocated_units", "computed_units")
 
     def __init__(
         self,
@@ -76,32 +88,30 @@ class GrowingWidth(keras.layers.Layer):
         owner = f"{type(self).__name__} '{self.name}'"
         if seed is None:
             seed = random.randrange(2**31)
-        chunked = f"a multiple of chunk={chunk} in [0, max_units={max_units}] or None"
-        for argument, value, ok, accepted in (
-            ("outputs", outputs, is_int(outputs) and outputs >= 1, "an integer >= 1"),
-            ("group", group, is_int(group) and group >= 1, "an integer >= 1"),
-            ("chunk", chunk, is_int(chunk) and chunk >= 1, "an integer >= 1"),
-            ("w_init", w_init, is_number(w_init) and math.isfinite(w_init), "a finite number"),
-            ("max_units", max_units, is_int(max_units) and max_units >= 1, "an integer >= 1"),
-            ("alpha", alpha, is_number(alpha) and alpha > 0, "a number > 0"),
-            ("lookahead", lookahead, is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
-            ("hysteresis", hysteresis, is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
-            ("seed", seed, is_int(seed) and seed >= 0, "an integer >= 0 or None"),
-        ):
-            check(owner, argument, value, ok, accepted)
-        for argument, value in (
-            ("w_regularizer", w_regularizer),
-            ("unit_regularizer", unit_regularizer),
-        ):
-            ok = is_number(value) and math.isfinite(value) and value >= 0
-            check(owner, argument, value, ok, "a finite number >= 0")
-        for argument, value in (
-            ("allocated_units", allocated_units),
-            ("computed_units", computed_units),
-        ):
-            in_range = is_int(value) and 0 <= value <= max_units
-            ok = value is None or (in_range and value % chunk == 0)
-            check(owner, argument, value, ok, chunked)
+        chunked = (
+            f"a multiple of chunk={chunk} in [0, max_units={max_units}] or None",
+            lambda value: (
+                value is None or (is_int(value) and 0 <= value <= max_units and value % chunk == 0)
+            ),
+        )
+        check_table(
+            owner,
+            (
+                ("outputs", outputs, INTEGER_FROM_1),
+                ("group", group, INTEGER_FROM_1),
+                ("chunk", chunk, INTEGER_FROM_1),
+                ("w_init", w_init, FINITE_NUMBER),
+                ("max_units", max_units, INTEGER_FROM_1),
+                ("alpha", alpha, NUMBER_ABOVE_0),
+                ("lookahead", lookahead, FRACTION),
+                ("hysteresis", hysteresis, FRACTION),
+                ("seed", seed, SEED),
+                ("w_regularizer", w_regularizer, FINITE_NUMBER_FROM_0),
+                ("unit_regularizer", unit_regularizer, FINITE_NUMBER_FROM_0),
+                ("allocated_units", allocated_units, chunked),
+                ("computed_units", computed_units, chunked),
+            ),
+        )
         self.outputs = outputs
         self.activation = keras.activations.get(activation)
         self.group = group
@@ -118,11 +128,7 @@ class GrowingWidth(keras.layers.Layer):
         self.chunks: list[_UnitChunk] = []
         self._computed = 0  # computed units, a multiple of chunk
         self._input_shape: tuple | None = None
-        self.depth_controlled = False
-        self._warned_uncontrolled = False
-        object.__setattr__(self, "_owner", None)
-        self.growth_events = 0
-        self.retraces = 0
+        self._init_growth()
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -178,8 +184,11 @@ class GrowingWidth(keras.layers.Layer):
     def _round_down(self, units: int) -> int:
         return policy.round_down(units, self.chunk)
 
-    def _seeded(self, index: int):
-        return seeded_python_rng(f"gdeeper.{type(self).__name__}:{self.seed}:{index}")
+    def _parts(self) -> list:
+        return getattr(self, "chunks", [])
+
+    def _computed_parts(self) -> int:
+        return self._computed // self.chunk
 
     def _allocate(self, units: int) -> int:
         """Create chunks up to `units` units (a multiple of chunk); returns chunks added."""
@@ -188,19 +197,13 @@ class GrowingWidth(keras.layers.Layer):
                 f"{type(self).__name__} '{self.name}': w needs {units} units but max_units="
                 f"{self.max_units}; raise max_units or the penalties"
             )
-        added = 0
-        with _keras.unlocked(self):
-            while self.allocated_depth < units:
-                index = len(self.chunks)
-                with self._seeded(index):
-                    hidden, readout = self._make_layers(self.chunk, f"{self.name}_{index}")
-                    chunk = _UnitChunk(hidden, readout, name=f"{self.name}_chunk_{index}")
-                    chunk.build(self._input_shape)
-                self.chunks.append(chunk)
-                added += 1
-        if added:
-            bump_structure()
-        return added
+        return self._add_parts(math.ceil(units / self.chunk))
+
+    def _new_part(self, index: int) -> _UnitChunk:
+        hidden, readout = self._make_layers(self.chunk, f"{self.name}_{index}")
+        chunk = _UnitChunk(hidden, readout, name=f"{self.name}_chunk_{index}")
+        chunk.build(self._input_shape)
+        return chunk
 
     def _release(self, units: int) -> int:
         if units < self._computed:
@@ -208,50 +211,11 @@ class GrowingWidth(keras.layers.Layer):
                 f"{type(self).__name__} '{self.name}': cannot release units below the computed "
                 f"width {self._computed}, got units={units}"
             )
-        released = 0
-        with _keras.unlocked(self):
-            while self.allocated_depth > units:
-                self.chunks.pop()
-                released += 1
-        if released:
-            bump_structure()
-        return released
+        return self._drop_parts(units // self.chunk)
 
     def prune(self) -> int:
         """Release the chunks beyond the computed width; returns how many chunks were released."""
         return self._release(max(self._computed, self.chunk))
-
-    @property
-    def trainable(self):
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value):
-        keras.layers.Layer.trainable.fset(self, value)
-        self._apply_trainable()
-
-    def _apply_trainable(self) -> None:
-        for index, chunk in enumerate(getattr(self, "chunks", [])):
-            wanted = self._trainable and index * self.chunk < self._computed
-            if chunk.trainable != wanted:
-                chunk.trainable = wanted
-                bump_structure()
-
-    # ------------------------------------------------------------------------------ save / load
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        store["allocated_units"] = np.asarray(self.allocated_depth, dtype="int64")
-        store["computed_units"] = np.asarray(self._computed, dtype="int64")
-
-    def load_own_variables(self, store):
-        for index, variable in enumerate(_keras.own_variables(self)):
-            variable.assign(store[str(index)])
-        before = (self.allocated_depth, self._computed)
-        self._restore_depth(
-            self.read_w(), int(store["allocated_units"]), int(store["computed_units"])
-        )
-        if before != (self.allocated_depth, self._computed) and self._owner is not None:
-            self._owner(self)  # the optimizer must cover the new variables before its state loads
 
     def _restore_depth(self, w: float, allocated: int | None, computed: int | None) -> None:
         """Match the saved chunks (grow or release) and compute the saved width."""
@@ -274,9 +238,6 @@ class GrowingWidth(keras.layers.Layer):
     def computed_depth(self) -> int:
         """Computed (and trained) units: always >= the active ones."""
         return self._computed
-
-    def read_w(self) -> float:
-        return float(self.w.value)
 
     def active_depth_for(self, w: float) -> int:
         """Units that influence the output: unit j is open where j / group < w."""
@@ -313,11 +274,6 @@ class GrowingWidth(keras.layers.Layer):
             self._computed = units
             self._apply_trainable()
         return changed, added
-
-    def mark_steered(self, owner=None) -> None:
-        self.depth_controlled = True
-        if owner is not None:
-            object.__setattr__(self, "_owner", owner)
 
     def parameter_counts(self, w: float | None = None) -> tuple[int, int]:
         """(parameters in use, allocated but unused): per unit its input weights, bias and
