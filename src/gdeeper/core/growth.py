@@ -3,7 +3,6 @@ and extend the optimizer, in place and with its state, over the grown model."""
 
 from __future__ import annotations
 
-import warnings
 import weakref
 
 import keras
@@ -231,18 +230,3 @@ class DepthCallback(keras.callbacks.Callback):
             logs[f"w/{layer.name}"] = w
             logs[f"depth/{layer.name}"] = float(layer.active_depth_for(w))
             logs[f"allocated/{layer.name}"] = float(layer.allocated_depth)
-
-
-def warn_if_outgrown(model: keras.Model) -> None:
-    """Warn for every meta-layer whose `w` needs more sub-layers than it computes."""
-    for layer in meta_layers(model):
-        if layer.built:
-            w = layer.read_w()
-            if layer.active_depth_for(w) > layer.computed_depth:
-                warnings.warn(
-                    f"GInfinity '{layer.name}': w={w:.3f} needs {layer.active_depth_for(w)} "
-                    f"sub-layers but only {layer.computed_depth} are computed; call "
-                    "gdeeper.update_depths(model) or train with gdeeper.DepthCallback",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )

@@ -66,7 +66,8 @@ class GInfinity(SubLayerStack):
         merge: "residual" (default), "blend" (the original's `res_net_like=False`) or
             "geometric" (`g * sqrt(f^2 + eps)^delta`, the report's proposal; docs/variants.md).
         chunk: sub-layers are allocated this many at a time.
-        max_depth: the most sub-layers this meta-layer may allocate; passing it is an error.
+        max_depth: the most sub-layers this meta-layer may allocate; a `w` that needs more
+            raises `DepthLimitError`.
         alpha: the gate's stretch `a` in `ReLU(1 - exp(a (x - w)))` (its initial value when
             the stretch is trained).
         stretch: "fixed" (default) keeps `a = alpha`; "trainable" learns `a = softplus(b)`, a
@@ -84,8 +85,8 @@ class GInfinity(SubLayerStack):
             `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 their block
             does not run (the conditional and the optimizer's update of its variables still
             cost, for a small block about half an open sub-layer's step time), and they open
-            without a retrace when `w` reaches them. 0
-            computes exactly `ceil(w + lookahead)` sub-layers. A closed sub-layer's state
+            without a retrace when `w` reaches them. A headroom of 0 computes exactly
+            `ceil(w + lookahead)` sub-layers. A closed sub-layer's state
             (BatchNormalization's statistics, Dropout's seed) does not move, and its losses
             (activity regularizers) count 0.
         seed: sub-layer `i` is created with Python's RNG (from which Keras draws the default

@@ -32,32 +32,9 @@ from gdeeper.core.arguments import (
     check_table,
     is_int,
 )
-from gdeeper.core.gate import PENALTY_EPSILON, delta
+from gdeeper.core.gate import delta, shifted_delta
 from gdeeper.core.growable import DepthLimitError, Growable
-
-
-class _UnitChunk(keras.layers.Layer):
-    """`size` hidden units: their input layer (kernel, bias) and their readout rows (no bias)."""
-
-    def __init__(self, hidden: keras.layers.Layer, readout: keras.layers.Layer, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = hidden
-        self.readout = readout
-
-    def build(self, input_shape):
-        self.hidden.build(input_shape)
-        self.readout.build(self.hidden.compute_output_shape(input_shape))
-
-    def call(self, inputs, gates):
-        return self.readout(self.hidden(inputs) * gates)
-
-    def unit_square_norms(self):
-        """Per unit: the squared norm of its input weights, bias and readout row."""
-        kernel, bias = self.hidden.kernel, self.hidden.bias
-        readout = self.readout.kernel
-        into = ops.sum(ops.square(kernel), axis=tuple(range(len(kernel.shape) - 1)))
-        axes = tuple(i for i in range(len(readout.shape)) if i != len(readout.shape) - 2)
-        return into + ops.square(bias) + ops.sum(ops.square(readout), axis=axes)
+from gdeeper.core.unit_chunk import UnitChunk
 
 
 class GrowingWidth(Growable):
@@ -125,7 +102,7 @@ class GrowingWidth(Growable):
         self.hysteresis = float(hysteresis)
         self.seed = seed
         self._requested = (allocated_units, computed_units)
-        self.chunks: list[_UnitChunk] = []
+        self.chunks: list[UnitChunk] = []
         self._computed = 0  # computed units, a multiple of chunk
         self._input_shape: tuple | None = None
         self._init_growth()
@@ -176,13 +153,11 @@ class GrowingWidth(Growable):
             )
         allocated, computed = self._requested
         if computed is None:
-            computed = min(self.target_depth(self.w_init), self._round_down(self.max_units))
+            limit = policy.round_down(self.max_units, self.chunk)
+            computed = min(self.target_depth(self.w_init), limit)
         self._computed = computed
         self._allocate(max(computed, allocated or 0, self.chunk))
         self._apply_trainable()
-
-    def _round_down(self, units: int) -> int:
-        return policy.round_down(units, self.chunk)
 
     def _parts(self) -> list:
         return getattr(self, "chunks", [])
@@ -199,9 +174,9 @@ class GrowingWidth(Growable):
             )
         return self._add_parts(math.ceil(units / self.chunk))
 
-    def _new_part(self, index: int) -> _UnitChunk:
+    def _new_part(self, index: int) -> UnitChunk:
         hidden, readout = self._make_layers(self.chunk, f"{self.name}_{index}")
-        chunk = _UnitChunk(hidden, readout, name=f"{self.name}_chunk_{index}")
+        chunk = UnitChunk(hidden, readout, name=f"{self.name}_chunk_{index}")
         chunk.build(self._input_shape)
         return chunk
 
@@ -264,7 +239,7 @@ class GrowingWidth(Growable):
                 f"{type(self).__name__} '{self.name}': w={w:.4g} needs "
                 f"{self.active_depth_for(w)} units but max_units={self.max_units}"
             )
-        units = min(units, self._round_down(self.max_units))
+        units = min(units, policy.round_down(self.max_units, self.chunk))
         added = 0
         if units > self.allocated_depth:
             added = self._allocate(units)
@@ -295,23 +270,20 @@ class GrowingWidth(Growable):
                 self.set_depth(self.read_w())
         gates = ops.cast(self.gates(), self.compute_dtype)
         y = ops.cast(self.bias, self.compute_dtype)
-        penalty = None
         for index in range(self._computed // self.chunk):
             part = gates[index * self.chunk : (index + 1) * self.chunk]
             y = y + self.chunks[index](inputs, part)
         if self.unit_regularizer and self._computed:
             # A unit's weights pay their L2 penalty as its gate opens: delta_w(j / k + eps).
             index = ops.arange(self._computed, dtype="float32") / float(self.group)
-            w = ops.cast(self.w, "float32")
-            factor = ops.relu(1.0 - ops.exp(self.alpha * ((index - w) + PENALTY_EPSILON)))
+            factor = shifted_delta(index, ops.cast(self.w, "float32"), self.alpha)
             norms = ops.concatenate(
                 [
                     ops.cast(self.chunks[i].unit_square_norms(), "float32")
                     for i in range(self._computed // self.chunk)
                 ]
             )
-            penalty = self.unit_regularizer * ops.sum(factor * norms)
-            self.add_loss(penalty)
+            self.add_loss(self.unit_regularizer * ops.sum(factor * norms))
         return y
 
     # ------------------------------------------------------------------------------ export
