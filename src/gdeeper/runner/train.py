@@ -141,7 +141,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         run_dir, config, start_step=start_step, resume=resume, session=number, others=others
     )
     session = manifest["sessions"][-1]
-    from gdeeper.core._keras import without_tensorflow
+    from gdeeper.core.backend import without_tensorflow
 
     with without_tensorflow():  # a JAX run never imports TensorFlow (tests/test_quiet.py)
         outcome = _fit(config, run_dir, state, resume, session, console, progress, tracking)
