@@ -47,7 +47,7 @@ def _single_threaded(backend: str) -> None:
 
 def one_run(job: dict) -> dict:
     from gdeeper.experiments.spirals import spirals_data
-    from gdeeper.experiments.udn import train_udn
+    from gdeeper.experiments.udn.model import train_udn
 
     phase, seed = job["phase"], job["seed"]
     (x, y), (xv, yv), (xt, yt) = (spirals_data(phase, 1024, seed + k) for k in range(3))

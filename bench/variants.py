@@ -61,7 +61,7 @@ def residual_width(x, name: str, kind: str, group: int, w_penalty: float):
     meta-layer's place, keeping its input's features (filters)."""
     import keras
 
-    from gdeeper.width import GrowingConv2D, GrowingDense
+    from gdeeper.core.width import GrowingConv2D, GrowingDense
 
     size = int(x.shape[-1])
     common = {"group": group, "chunk": group, "w_init": 1.0, "w_regularizer": w_penalty}
@@ -109,7 +109,7 @@ def xor_data(active: int, seed: int):
 def spirals_model(variant: str, seed: int):
     import keras
 
-    from gdeeper.layer import GInfinity
+    from gdeeper.core.layer import GInfinity
 
     keras.utils.set_random_seed(seed)
     options = VARIANTS[variant]

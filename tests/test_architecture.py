@@ -1,6 +1,7 @@
 """The house plan (docs/architecture.md), checked on the source with `ast`: imports run one way,
-core -> support -> experiments -> runner -> cli, there is no import cycle, and everything but
-the core and two adapter modules imports without Keras."""
+core -> support -> experiments -> runner -> cli, there is no import cycle, no module is longer
+than 400 lines, no private name is imported from another module, and everything but the core
+and two adapter modules imports without Keras."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "gdeeper"
 
-# Lowest first; a module belongs to the layer of its longest matching prefix. Top-level modules
-# that no prefix names are core (the library itself: gate, layer, growth, saving, export, ...).
+# Lowest first; a module belongs to the layer of its longest matching prefix. The core is the
+# library itself: the `gdeeper.core` package, the original's interface `gdeeper.compat` and
+# the package's lazy `__init__` (the module `gdeeper`, matched exactly).
 LAYERS = {
-    "core": ("gdeeper",),
+    "core": ("gdeeper.core", "gdeeper.compat"),
     "support": ("gdeeper.files", "gdeeper.config", "gdeeper.datasets"),
     "experiments": ("gdeeper.experiments",),
     "runner": ("gdeeper.runner",),
@@ -24,9 +26,17 @@ LAYERS = {
 }
 ORDER = list(LAYERS)
 # The modules outside the core that import Keras at their top, imported only when training.
-KERAS_ADAPTERS = {"gdeeper.experiments._keras", "gdeeper.runner.callbacks"}
-# Line limit for modules outside the core (the core's size is the core's business).
+KERAS_ADAPTERS = {
+    "gdeeper.experiments._keras",
+    "gdeeper.runner.callbacks",
+    "gdeeper.runner.depth_signal",  # gradients on w: each backend's own machinery
+    "gdeeper.experiments.udn.model",  # the UDN port is a model, imported only to train it
+    "gdeeper.experiments.udn.optim",
+}
+# Line limit for every module: a longer one holds more than one concept (docs/architecture.md).
 MAX_LINES = 400
+# Core modules that are pure Python: they import neither Keras nor NumPy.
+PURE_CORE = {"gdeeper.core.policy", "gdeeper.core.arguments"}
 
 
 def modules() -> dict[str, Path]:
@@ -42,8 +52,10 @@ def modules() -> dict[str, Path]:
 MODULES = modules()
 
 
-def layer_of(module: str) -> str:
-    best, best_layer = "", "core"
+def layer_of(module: str) -> str | None:
+    if module == "gdeeper":
+        return "core"
+    best, best_layer = "", None
     for layer, prefixes in LAYERS.items():
         for prefix in prefixes:
             matches = module == prefix or module.startswith(prefix + ".")
@@ -80,6 +92,42 @@ def imports_of(module: str, path: Path) -> set[str]:
 GRAPH = {module: imports_of(module, path) for module, path in MODULES.items()}
 
 
+def is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_imports(module: str, path: Path) -> list[str]:
+    """The private names `module` imports from other gdeeper modules. A private module (such as
+    `gdeeper.core._keras`, which holds every private Keras attribute the core touches) may be
+    imported within its own package, and nowhere else."""
+    is_package = path.name == "__init__.py"
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join([*anchor, base] if base else anchor)
+            names = [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if not name.startswith("gdeeper."):
+                continue
+            parent, _, last = name.rpartition(".")
+            if name not in MODULES and is_private(last):
+                found.append(f"{module}:{node.lineno} imports the private name {name}")
+            owner = name if name in MODULES else parent
+            private_module = any(is_private(part) for part in owner.split("."))
+            if private_module and owner.rpartition(".")[0] != package:
+                found.append(f"{module}:{node.lineno} imports {name} from outside its package")
+    return found
+
+
 def test_every_import_points_down_or_sideways():
     upward = [
         f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})"
@@ -112,21 +160,47 @@ def test_there_is_no_import_cycle():
     assert not cycles, "\n".join(cycles)
 
 
+def test_every_module_has_a_layer():
+    assert not [module for module in MODULES if layer_of(module) is None]
+
+
 def test_the_layers_are_where_the_plan_says():
     layers = {module: layer_of(module) for module in MODULES}
-    assert layers["gdeeper.layer"] == layers["gdeeper.saving"] == "core"
+    assert layers["gdeeper"] == layers["gdeeper.compat"] == layers["gdeeper.core.policy"] == "core"
+    assert layers["gdeeper.core.layer"] == layers["gdeeper.core.saving"] == "core"
     assert layers["gdeeper.datasets.idx"] == "support"
     assert layers["gdeeper.experiments.xor"] == "experiments"
     assert layers["gdeeper.runner.executors.ray_driver"] == "runner"
     assert layers["gdeeper.cli"] == "cli"
 
 
-@pytest.mark.parametrize(
-    "module", sorted(m for m in MODULES if layer_of(m) != "core" and m != "gdeeper.__main__")
-)
-def test_modules_outside_the_core_stay_small(module):
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_stay_small(module):
     lines = len(MODULES[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{module}: {lines} lines; split it by job (docs/architecture.md)"
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = [line for module, path in MODULES.items() for line in private_imports(module, path)]
+    assert not found, "\n".join(found)
+
+
+def test_the_core_is_a_package_of_its_own():
+    core = sorted(m for m in MODULES if m.startswith("gdeeper.core"))
+    assert {"gdeeper.core.layer", "gdeeper.core.width", "gdeeper.core.growable"} <= set(core)
+    flat = sorted(m for m in MODULES if m.count(".") == 1 and layer_of(m) == "core")
+    assert flat == ["gdeeper.compat", "gdeeper.core"], flat
+
+
+def test_the_pure_core_imports_neither_keras_nor_numpy():
+    code = (
+        "import importlib, sys\n"
+        f"for name in {sorted(PURE_CORE)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = [m for m in ('keras', 'tensorflow', 'jax', 'numpy') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_everything_outside_the_core_imports_without_keras():

@@ -10,7 +10,7 @@ from keras.layers import Activation, Dense, Dropout, Input
 
 import gdeeper
 from gdeeper.compat import GammaRegularizedBatchNorm, GInftlyLayer, TDModel, c_l2
-from gdeeper.gate import shifted_delta
+from gdeeper.core.gate import shifted_delta
 
 
 def test_readme_example_builds_and_trains(capsys):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gdeeper
-from gdeeper.layer import GInfinity
+from gdeeper.core.layer import GInfinity
 
 P = 4 * 4 + 4  # one Dense(4) sub-layer
 

@@ -10,6 +10,7 @@ import pytest
 from keras import ops
 
 import gdeeper
+from gdeeper.core.gate import frontier_gates
 from gdeeper.runner.depth_signal import w_gradients
 
 pytestmark = pytest.mark.both_backends
@@ -106,15 +107,15 @@ def test_the_frontier_changes_no_value_and_trains_the_next_sub_layer():
 
 
 def test_frontier_gates_rise_to_the_frontier_as_w_nears_it():
-    values = ops.convert_to_numpy(gdeeper.gate.frontier_gates(range(5), 2.25, 0.2))
+    values = ops.convert_to_numpy(frontier_gates(range(5), 2.25, 0.2))
     np.testing.assert_allclose(values, [0, 0, 0, 0.2 * 0.25, 0], atol=1e-7)
-    at_integer = ops.convert_to_numpy(gdeeper.gate.frontier_gates(range(5), 2.0, 0.2))
+    at_integer = ops.convert_to_numpy(frontier_gates(range(5), 2.0, 0.2))
     np.testing.assert_allclose(at_integer, [0, 0, 0.2, 0, 0], atol=1e-7)
 
 
 def test_a_frontier_model_grows_saves_and_loads(tmp_path):
     x, c = data()
-    model, layer = model_with(w_init=0.9, normalize="rms", frontier=0.2, chunk=2)
+    model, _ = model_with(w_init=0.9, normalize="rms", frontier=0.2, chunk=2)
     model.compile(keras.optimizers.Adam(0.05), loss=linear_loss)
     # The linear loss rewards growing: w crosses 1 and 2, the frontier follows.
     model.fit(x, -c, batch_size=8, epochs=8, verbose=0, callbacks=[gdeeper.DepthCallback()])
@@ -155,7 +156,7 @@ def test_the_w_penalty_starts_after_penalty_start_steps(tmp_path):
 # ------------------------------------------------------------------------------- AutoGrow
 def test_grow_on_plateau_grows_once_then_stops_when_growth_did_not_pay():
     x, c = data()
-    model, layer = model_with(w_init=1.0, w_trainable=False, w_regularizer=0.0)
+    model, _ = model_with(w_init=1.0, w_trainable=False, w_regularizer=0.0)
     model.compile(keras.optimizers.SGD(0.0), loss=linear_loss)
     grow = gdeeper.GrowOnPlateau(patience=1, min_delta=1e9)  # no change counts as a gain
     history = model.fit(

@@ -8,14 +8,14 @@ import pytest
 keras = pytest.importorskip("keras")
 
 import gdeeper  # noqa: E402
+from gdeeper.core.layer import GInfinity  # noqa: E402
+from gdeeper.core.regularizers import GammaRegularizedBatchNorm  # noqa: E402
 from gdeeper.datasets import DEBIAN_FASHION_MNIST, load_dataset  # noqa: E402
 from gdeeper.experiments.cnn import (  # noqa: E402
     build_image_model,
     compile_image_model,
     plain_fixed_depth_model,
 )
-from gdeeper.layer import GInfinity  # noqa: E402
-from gdeeper.regularizers import GammaRegularizedBatchNorm  # noqa: E402
 
 
 def _real_28x28(count: int):

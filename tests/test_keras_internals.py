@@ -1,4 +1,4 @@
-"""Pins the Keras behaviour behind every private attribute `gdeeper._keras` touches.
+"""Pins the Keras behaviour behind every private attribute `gdeeper.core._keras` touches.
 
 If a Keras upgrade changes one of them, the failure is here, named, rather than deep inside
 growth, saving or a callback."""
@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from gdeeper import _keras
+from gdeeper.core import _keras
 
 pytestmark = pytest.mark.both_backends
 SRC = Path(__file__).resolve().parents[1] / "src" / "gdeeper"

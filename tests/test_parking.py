@@ -14,8 +14,8 @@ from keras import ops
 
 import gdeeper
 from gdeeper import DepthCallback, GInfinity
+from gdeeper.core.gate import delta, deltas, shifted_delta, shifted_deltas
 from gdeeper.experiments.xor import xor_data
-from gdeeper.gate import delta, deltas, shifted_delta, shifted_deltas
 
 pytestmark = pytest.mark.both_backends
 

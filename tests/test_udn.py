@@ -12,7 +12,7 @@ import pytest
 import scipy.stats as st
 from keras import ops
 
-from gdeeper.experiments.udn import (
+from gdeeper.experiments.udn.model import (
     UDN,
     Trainer,
     log_q,
@@ -22,7 +22,7 @@ from gdeeper.experiments.udn import (
     truncation,
     unflatten,
 )
-from gdeeper.experiments.udn_optim import value_and_grad
+from gdeeper.experiments.udn.optim import value_and_grad
 
 PRIORS = {"prior_rate": 0.5, "prior_scale": 1.0}
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from keras import ops
 
-from gdeeper.gate import (
+from gdeeper.core.gate import (
     delta,
     geometric_merge,
     hard_step,
-    penalty_factor,
+    penalty_factors,
     smooth_step,
     stretch,
     stretch_init,
@@ -85,34 +85,34 @@ def test_smooth_step_values_match_the_formula():
 @pytest.mark.parametrize("kind", ["step", "smooth_step", "gate"])
 def test_penalty_factors_are_flat_zero_at_the_index(kind):
     # s(0) = 0 and s'(0) = 0: no penalty, and no pull on w, while sub-layer 3 is unused
-    assert to_float(penalty_factor(kind, 3, np.float32(3.0))) == 0.0
+    assert to_float(penalty_factors(kind, 3, np.float32(3.0))) == 0.0
     # (+ 0 w: TensorFlow reports the hard step's missing gradient as None rather than 0)
-    assert scalar_derivative(lambda w: penalty_factor(kind, 3, w) + 0.0 * w, 3.0) == 0.0
-    assert to_float(penalty_factor(kind, 3, np.float32(2.5))) == 0.0
+    assert scalar_derivative(lambda w: penalty_factors(kind, 3, w) + 0.0 * w, 3.0) == 0.0
+    assert to_float(penalty_factors(kind, 3, np.float32(2.5))) == 0.0
 
 
 def test_step_factors_pay_the_full_penalty_soon_after_the_index():
     w = 3.2  # delta_3 = 1 - exp(-0.2) = 0.18
-    assert to_float(penalty_factor("step", 3, np.float32(w))) == 1.0
-    assert to_float(penalty_factor("smooth_step", 3, np.float32(w))) == pytest.approx(1.0)
-    assert to_float(penalty_factor("gate", 3, np.float32(w))) == pytest.approx(
+    assert to_float(penalty_factors("step", 3, np.float32(w))) == 1.0
+    assert to_float(penalty_factors("smooth_step", 3, np.float32(w))) == pytest.approx(1.0)
+    assert to_float(penalty_factors("gate", 3, np.float32(w))) == pytest.approx(
         np_delta(3.0, w, 1.0), abs=1e-6
     )
     # smooth step in its ramp: value and derivative in w against the formula
     w = 3.05
     d = np_delta(3.0, w, 1.0)
-    assert to_float(penalty_factor("smooth_step", 3, np.float32(w))) == pytest.approx(
+    assert to_float(penalty_factors("smooth_step", 3, np.float32(w))) == pytest.approx(
         np_smooth_step(d), rel=1e-4
     )
     expected = numeric_derivative(lambda v: np_smooth_step(np_delta(3.0, v, 1.0)), w)
-    got = scalar_derivative(lambda v: penalty_factor("smooth_step", 3, v), w)
+    got = scalar_derivative(lambda v: penalty_factors("smooth_step", 3, v), w)
     assert got == pytest.approx(expected, rel=1e-3)
-    assert scalar_derivative(lambda v: penalty_factor("step", 3, v) + 0.0 * v, w) == 0.0
+    assert scalar_derivative(lambda v: penalty_factors("step", 3, v) + 0.0 * v, w) == 0.0
 
 
-def test_penalty_factor_refuses_unknown_kinds():
+def test_penalty_factors_refuse_unknown_kinds():
     with pytest.raises(ValueError, match="kind must be one of"):
-        penalty_factor("cubic", 0, np.float32(1.0))
+        penalty_factors("cubic", 0, np.float32(1.0))
 
 
 # -------------------------------------------------------------------------- geometric merge
@@ -294,8 +294,8 @@ def test_penalty_factor_scales_each_sub_layers_penalty(kind):
 
 @pytest.mark.parametrize("experiment", ["xor", "digits"])
 def test_experiment_configs_pass_the_options_to_every_meta_layer(experiment):
+    from gdeeper.core.telemetry import meta_layers
     from gdeeper.experiments import get_experiment, resolve_config
-    from gdeeper.telemetry import meta_layers
 
     overrides = [
         "model.stretch=trainable",

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gdeeper.cli import common
-from gdeeper.cli.common import _check_backend, _command, _fail
+from gdeeper.cli.common import check_backend, command_line, fail
 from gdeeper.cli.data import data_app
 from gdeeper.cli.runs import compare, runs
 from gdeeper.cli.sweep import sweep
@@ -158,7 +158,7 @@ def train(
     handle_sigterm()  # a scheduler's SIGTERM ends the session as Ctrl-C does (exit 143)
     created = False
     try:
-        _check_backend(backend)
+        check_backend(backend)
         experiment, user_sets = _user_model(experiment, model, data)
         if user_sets:
             data, sets = None, [*user_sets, *(sets or [])]
@@ -221,10 +221,10 @@ def train(
             runner.make_run_dir(target)  # a file in the way, no permission: one line
             created = True
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except KeyboardInterrupt as stop:
         code = 143 if isinstance(stop, Terminated) else 130
-        raise _fail("interrupted before training started; nothing was written", code) from None
+        raise fail("interrupted before training started; nothing was written", code) from None
 
     console = Console(stderr=True)
     if not quiet:
@@ -235,17 +235,17 @@ def train(
             resolved,
             target,
             resume=resume is not None,
-            command=_command(ctx),
+            command=command_line(ctx),
             console=console,
             progress=not quiet,
             created=created,
             mlflow=tracking,
         )
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     except KeyboardInterrupt as stop:  # between the sessions' own handlers (rare)
         code = 143 if isinstance(stop, Terminated) else 130
-        raise _fail(f"interrupted; continue with --resume {target}", code) from None
+        raise fail(f"interrupted; continue with --resume {target}", code) from None
     if json_output:
         typer.echo(json.dumps(clean_json(summary)))
     elif not quiet:
@@ -306,7 +306,7 @@ def plot(
         if is_sweep_dir(path):
             summarize_sweep(path)
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     for file in written:
         typer.echo(str(file))
 

@@ -9,12 +9,12 @@ from gdeeper.config import BACKENDS, ConfigError
 _ARGV: list[str] | None = None  # set by main(): the command as typed
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"gdeeper: error: {message}", err=True)
     return typer.Exit(code)
 
 
-def _command(ctx: typer.Context) -> list[str]:
+def command_line(ctx: typer.Context) -> list[str]:
     if _ARGV is not None:
         return list(_ARGV)
     parts = ctx.command_path.split()
@@ -24,6 +24,6 @@ def _command(ctx: typer.Context) -> list[str]:
     return parts
 
 
-def _check_backend(backend: str | None) -> None:
+def check_backend(backend: str | None) -> None:
     if backend is not None and backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gdeeper.cli.common import _fail
+from gdeeper.cli.common import fail
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
 
@@ -57,7 +57,7 @@ def runs(
     try:
         records = list_runs(path)
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if json_output:
         for record in records:
             record.pop("config")
@@ -106,7 +106,7 @@ def compare(
     try:
         found = compare_runs([resolve_run(text) for text in run_dirs])
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if json_output:
         typer.echo(json.dumps(clean_json(found)))
         return

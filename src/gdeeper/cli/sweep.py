@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from gdeeper.cli.common import _check_backend, _command, _fail
+from gdeeper.cli.common import check_backend, command_line, fail
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
 from gdeeper.runner.display import print_sweep_plan
@@ -109,7 +109,7 @@ def sweep(
 
     ray_options = None
     try:
-        _check_backend(backend)
+        check_backend(backend)
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {workers}")
         ray_only = {
@@ -163,7 +163,7 @@ def sweep(
             tracking = mlflow_log.target_from(mlflow, mlflow_uri, out, {})
             mlflow_log.connect(tracking)  # a bad store: one line, nothing written
     except ConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
 
     console = Console(stderr=True)
     if dry_run:
@@ -177,7 +177,7 @@ def sweep(
         try:
             ray_driver.connect(ray_options)  # before the sweep directory is written
         except ConfigError as error:
-            raise _fail(str(error)) from None
+            raise fail(str(error)) from None
         executor_options = {"options": ray_options, "console": console}
         how = ray_options.describe()
         if plan.spec.workers:
@@ -190,7 +190,7 @@ def sweep(
         plan,
         out,
         executor_options=executor_options,
-        command=_command(ctx),
+        command=command_line(ctx),
         console=console,
         reference_plots=reference,
         mlflow=tracking,

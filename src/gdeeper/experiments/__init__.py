@@ -157,11 +157,12 @@ def get_experiment(name: str) -> Experiment:
 
 
 # ------------------------------------------------------------------------------ config
-def _merge(base: dict, extra: dict) -> dict:
+def merge_dicts(base: dict, extra: dict) -> dict:
+    """`base` updated by `extra`, nested dicts merged key by key (neither is changed)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_dicts(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -181,7 +182,7 @@ def resolve_config(
     """
     loaded = dict(data or {})
     if config_path is not None:
-        loaded = _merge(loaded, read_yaml(config_path))
+        loaded = merge_dicts(loaded, read_yaml(config_path))
     named = loaded.get("experiment")
     if named is not None and not isinstance(named, str):
         raise ConfigError(f"config key 'experiment' must be a name, got {named!r}")
@@ -193,7 +194,7 @@ def resolve_config(
     if named is not None and named != spec.name:
         source = f"config file {config_path}" if config_path else "the config"
         raise ConfigError(f"{source} is for experiment {named!r}, not {spec.name!r}")
-    resolved = _merge(copy.deepcopy(spec.defaults), loaded)  # --set must not edit defaults
+    resolved = merge_dicts(copy.deepcopy(spec.defaults), loaded)  # --set must not edit defaults
     resolved["experiment"] = spec.name
     for item in overrides:
         key, value = parse_assignment(item) if isinstance(item, str) else item

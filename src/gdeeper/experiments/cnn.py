@@ -76,7 +76,7 @@ def _block(
     """The sub-layer template: Conv2D/Dense, then Dropout and the gamma-penalised BatchNorm."""
     import keras
 
-    from gdeeper.regularizers import GammaRegularizedBatchNorm
+    from gdeeper.core.regularizers import GammaRegularizedBatchNorm
 
     if kind == "conv":
         main = keras.layers.Conv2D(size, (3, 3), padding="same", name=f"{name}_conv")
@@ -172,7 +172,7 @@ def build_image_model(
             `keras.utils.set_random_seed`, so that each sub-layer starts different).
     """
 
-    from gdeeper.layer import GInfinity
+    from gdeeper.core.layer import GInfinity
 
     _check_arguments(input_shape, classes, filters, dense_units, dropout, order, bn_momentum)
     penalties = _triple(w_penalties, "w_penalties")
@@ -229,7 +229,7 @@ def plain_fixed_depth_model(
     """
     import keras
 
-    from gdeeper.regularizers import GammaRegularizedBatchNorm
+    from gdeeper.core.regularizers import GammaRegularizedBatchNorm
 
     _check_arguments(input_shape, classes, filters, dense_units, dropout, order, bn_momentum)
     if len(depths) != 3 or not all(isinstance(d, int) and d >= 0 for d in depths):

@@ -202,7 +202,7 @@ def _tuner(task, config, epochs, run_dir: Path, key) -> dict:
 
 
 def _udn(task, config, epochs) -> dict:
-    from gdeeper.experiments.udn import train_udn
+    from gdeeper.experiments.udn.model import train_udn
 
     protocol = task.protocol
     steps = epochs * task.steps_per_epoch

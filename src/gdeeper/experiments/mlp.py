@@ -40,7 +40,7 @@ def build_residual_mlp(
     x_in = keras.Input((inputs,), name="x")
     x = layers.Dense(width, activation="relu", name="dense_in")(x_in)
     if depth is None:
-        from gdeeper.layer import GInfinity
+        from gdeeper.core.layer import GInfinity
 
         budget = {"w_cost_per_parameter": w_cost_per_parameter} if w_cost_per_parameter else {}
         x = GInfinity(

@@ -133,8 +133,8 @@ def build_xor_model(
     """
     import keras
 
-    from gdeeper.layer import GInfinity
-    from gdeeper.regularizers import GammaRegularizedBatchNorm
+    from gdeeper.core.layer import GInfinity
+    from gdeeper.core.regularizers import GammaRegularizedBatchNorm
 
     block = [keras.layers.Dense(units), GammaRegularizedBatchNorm(gamma_penalty, gamma_shift)]
     if dropout > 0:

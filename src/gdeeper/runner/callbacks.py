@@ -12,11 +12,11 @@ import keras
 from rich.console import Console
 from rich.progress import TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
 from gdeeper.experiments import Plan
 from gdeeper.files import atomic_path, write_json_atomic
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.display import progress_bar, training_status
-from gdeeper.telemetry import _sync_jax_state, meta_layers
 
 
 def as_float(value) -> float | None:
@@ -114,7 +114,7 @@ class RunRecorder(keras.callbacks.Callback):
         directory = self.run_dir / rd.CHECKPOINT_DIR
         directory.mkdir(exist_ok=True)
         name = f"model-{epoch:07d}.keras"
-        _sync_jax_state(self.model)
+        sync_jax_state(self.model)
         with atomic_path(directory / name) as tmp:
             self.model.save(tmp)
         growth, retraces = self.counts()
@@ -192,3 +192,13 @@ class TrainProgress(keras.callbacks.Callback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def depth_signal(plan: Plan, columns: list[str]) -> list[keras.callbacks.Callback]:
+    """The depth-signal callback where the experiment gives a sample and metrics.csv has its
+    columns (a run directory from before them resumes without); put it before the recorder."""
+    if plan.signal_data is None or not columns:
+        return []
+    from gdeeper.runner.depth_signal import DepthSignal
+
+    return [DepthSignal(*plan.signal_data)]

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
 
 
 def data_loss_function(model: keras.Model):
@@ -65,7 +65,7 @@ def _total_penalty(losses):
 def _jax_gradients(model, layers, loss, x, y):
     import jax
 
-    _sync_jax_state(model)
+    sync_jax_state(model)
     trainable = model.trainable_variables
     positions = [_position(trainable, layer.w) for layer in layers]
     values = [v.value for v in trainable]

@@ -106,7 +106,7 @@ def _hostname() -> str:
 def experiment_defaults(name: str | None) -> dict[str, Any]:
     """The flat defaults of an experiment's config (what a run's settings are compared to);
     {} for an experiment that is not installed."""
-    from gdeeper.experiments import _merge, get_experiment
+    from gdeeper.experiments import get_experiment, merge_dicts
 
     try:
         spec = get_experiment(name or "")
@@ -117,7 +117,7 @@ def experiment_defaults(name: str | None) -> dict[str, Any]:
         value = field.get_default(call_default_factory=True)
         if value is not PydanticUndefined:
             defaults[key] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-    return flatten(_merge(defaults, spec.defaults))
+    return flatten(merge_dicts(defaults, spec.defaults))
 
 
 def _final_from_metrics(run_dir: Path) -> dict:

@@ -99,8 +99,7 @@ def train(
 
 
 def _session(config, run_dir: Path, resume, command, console, progress, created, mlflow) -> dict:
-    state = None
-    previous = None
+    state = previous = None
     if resume:
         if rd.is_run_dir(run_dir):
             lock_run_dir(run_dir)  # before anything is read: one session per run directory
@@ -141,7 +140,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         run_dir, config, start_step=start_step, resume=resume, session=number, others=others
     )
     session = manifest["sessions"][-1]
-    from gdeeper._keras import without_tensorflow
+    from gdeeper.core.backend import without_tensorflow
 
     with without_tensorflow():  # a JAX run never imports TensorFlow (tests/test_quiet.py)
         outcome = _fit(config, run_dir, state, resume, session, console, progress, tracking)
@@ -228,7 +227,7 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
     import keras
 
     import gdeeper
-    from gdeeper.runner.callbacks import RunRecorder, TrainProgress
+    from gdeeper.runner.callbacks import RunRecorder, TrainProgress, depth_signal
 
     outcome = Outcome()
     metrics = depth_cb = display = None
@@ -260,21 +259,13 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         plan = outcome.plan = get_experiment(config.experiment).plan(config, initial_epoch, model)
         session["start_step"] = initial_epoch * plan.steps_per_epoch
         names = [layer.name for layer in gdeeper.meta_layers(plan.model)]
-        signal = plan.signal_data is not None and bool(names)
-        metrics = rd.MetricsWriter(
-            run_dir / rd.METRICS_FILE,
-            rd.metrics_columns(names),
-            optional=rd.signal_columns(names) if signal else (),
-        )
+        signal = rd.signal_columns(names) if plan.signal_data is not None else []
+        metrics = rd.MetricsWriter(run_dir / rd.METRICS_FILE, rd.metrics_columns(names), signal)
         recorder = outcome.recorder = RunRecorder(
             run_dir, metrics, plan, initial_epoch, prior, tracking
         )
         depth_cb = gdeeper.DepthCallback()
-        callbacks = [depth_cb, *plan.callbacks, recorder]
-        if signal:  # before the recorder, which writes the logs it adds
-            from gdeeper.runner.depth_signal import DepthSignal
-
-            callbacks.insert(1, DepthSignal(*plan.signal_data))
+        callbacks = [depth_cb, *depth_signal(plan, signal), *plan.callbacks, recorder]
         if progress:
             display = TrainProgress(plan, initial_epoch, console)
             callbacks.append(display)

@@ -14,8 +14,8 @@ import math
 
 import keras
 
-from gdeeper.layer import GInfinity
-from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
 
 
 class GrowOnPlateau(keras.callbacks.Callback):
@@ -113,7 +113,7 @@ class GrowOnPlateau(keras.callbacks.Callback):
         if self.max_growths is not None and self.growths >= self.max_growths:
             self.stopped = True
             return
-        _sync_jax_state(self.model)  # JAX: fit reloads the state from the variables after this
+        sync_jax_state(self.model)  # JAX: fit reloads the state from the variables after this
         for layer in self.layers:
             layer.w.assign(layer.read_w() + self.step)
         self.growths += 1

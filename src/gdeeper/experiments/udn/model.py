@@ -29,7 +29,7 @@ What UDN does, with its source (file: function):
   evaluate_classification): the mixture sum_k q_k softmax(head_k(x)), its argmax. The depth
   UDN logs is the mean of q ("Mean Post L") and the truncation D.
 
-Port choices (docs/udn.md): the optimizer is a PyTorch-style Adam (`udn_optim.TorchAdam`), a
+Port choices (docs/udn.md): the optimizer is a PyTorch-style Adam (`optim.TorchAdam`), a
 step count per parameter and a learning rate per group, extended in place on growth: a Keras
 optimizer has one iteration count, so late layers would get another bias correction. The
 compiled step covers every allocated layer with the truncation D as an input: layers beyond D
@@ -49,7 +49,7 @@ import numpy as np
 from keras import ops
 from scipy.special import gammaln, pdtr
 
-from gdeeper.experiments.udn_optim import TorchAdam, compile_step, value_and_grad
+from gdeeper.experiments.udn.optim import TorchAdam, compile_step, value_and_grad
 
 # ----------------------------------------------------------------------------- q(L) and priors
 

@@ -6,9 +6,9 @@ import dataclasses
 
 import keras
 
-from gdeeper import _keras
-from gdeeper.layer import GInfinity
-from gdeeper.width import GrowingWidth
+from gdeeper.core import _keras
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.width import GrowingWidth
 
 # Layers whose size follows a trainable `w` between steps (depth, or width in units).
 _META_TYPES = (GInfinity, GrowingWidth)
@@ -38,8 +38,9 @@ def meta_layers(model: keras.layers.Layer) -> list[GInfinity]:
     return [layer for layer in _keras.flatten_layers(model) if isinstance(layer, _META_TYPES)]
 
 
-def _sync_jax_state(model) -> None:
-    # Under JAX, fit() keeps variable values outside the Variable objects between epochs.
+def sync_jax_state(model) -> None:
+    """Under JAX, `fit` keeps variable values outside the Variable objects between epochs:
+    put them back, so that reading or changing the variables sees the trained values."""
     sync = getattr(model, "jax_state_sync", None)
     if callable(sync):
         sync()
@@ -47,7 +48,7 @@ def _sync_jax_state(model) -> None:
 
 def depths(model: keras.layers.Layer) -> dict[str, DepthInfo]:
     """Per meta-layer of `model`: `w`, active / computed / allocated depth and parameter counts."""
-    _sync_jax_state(model)
+    sync_jax_state(model)
     report = {}
     for layer in meta_layers(model):
         if not layer.built:

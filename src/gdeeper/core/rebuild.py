@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import keras
 
-from gdeeper import _keras
-from gdeeper.telemetry import _sync_jax_state
+from gdeeper.core import _keras
+from gdeeper.core.telemetry import sync_jax_state
 
 
 def _optimizer_of(model, optimizer=None):
@@ -31,12 +31,14 @@ def extend_optimizer(model: keras.Model, optimizer=None) -> bool:
     wanted = list(model.trainable_variables)
     if [id(v) for v in _keras.optimizer_variables_of(optimizer)] == [id(v) for v in wanted]:
         return False
-    _sync_jax_state(model)
+    sync_jax_state(model)
     _keras.rebuild_optimizer(optimizer, wanted)
     return True
 
 
-def _reset_traced_functions(model: keras.Model) -> None:
+def reset_traced_functions(model: keras.Model) -> None:
+    """Make Keras trace the model's train, test and predict functions again (after its
+    variables changed)."""
     if getattr(model, "train_function", None) is not None:
         model.make_train_function(force=True)
     for attribute in ("test_function", "predict_function"):

@@ -3,16 +3,16 @@ and extend the optimizer, in place and with its state, over the grown model."""
 
 from __future__ import annotations
 
-import warnings
 import weakref
 
 import keras
 
-from gdeeper import _keras
-from gdeeper.layer import STRUCTURE, GInfinity
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.telemetry import _sync_jax_state, meta_layers
-from gdeeper.weights import depth_aware_weights
+from gdeeper.core import _keras
+from gdeeper.core.growable import structure_generation
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.rebuild import extend_optimizer, reset_traced_functions
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
+from gdeeper.core.weights import depth_aware_weights
 
 
 class _WReader:
@@ -27,13 +27,13 @@ class _WReader:
     def read(self) -> list[float]:
         values = _keras.jax_trainable_values(self.model)
         if values is not None:
-            if self._index is None or self._generation != STRUCTURE["generation"]:
+            if self._index is None or self._generation != structure_generation():
                 variables = self.model.trainable_variables
                 self._index = {id(v): i for i, v in enumerate(variables)}
-                self._generation = STRUCTURE["generation"]
+                self._generation = structure_generation()
             if all(id(layer.w) in self._index for layer in self.layers):
                 return [float(values[self._index[id(layer.w)]]) for layer in self.layers]
-            _sync_jax_state(self.model)
+            sync_jax_state(self.model)
         return [layer.read_w() for layer in self.layers]
 
 
@@ -59,7 +59,7 @@ class _Steering:
             target.build(owner.trainable_variables)  # so its saved state can be loaded
         else:
             extend_optimizer(owner, held)
-        _reset_traced_functions(owner)
+        reset_traced_functions(owner)
 
 
 def _steer(model: keras.Model, layers: list[GInfinity], optimizer=None) -> None:
@@ -87,7 +87,7 @@ def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=N
     layers = [layer for layer in meta_layers(model) if layer.built]
     _steer(model, layers, optimizer)
     if ws is None:
-        _sync_jax_state(model)
+        sync_jax_state(model)
         ws = [layer.read_w() for layer in layers]
     pending = [
         (layer, w)
@@ -95,7 +95,7 @@ def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=N
         if layer.target_depth(w, layer.computed_depth) != layer.computed_depth
     ]
     if pending:
-        _sync_jax_state(model)  # JAX: state must be back in the variables before they change
+        sync_jax_state(model)  # JAX: state must be back in the variables before they change
     changed = []
     for layer, w in pending:
         moved, _ = layer.set_depth(w)
@@ -104,7 +104,7 @@ def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=N
             changed.append(layer.name)
     optimizer_changed = extend_optimizer(model, optimizer) if pending else False
     if changed or optimizer_changed:
-        _reset_traced_functions(model)
+        reset_traced_functions(model)
     return changed
 
 
@@ -164,7 +164,7 @@ class DepthCallback(keras.callbacks.Callback):
         # Covers growth that happened outside fit (eager calls, loaded models).
         update_depths(self._target)
         if extend_optimizer(self._target):
-            _reset_traced_functions(self._target)
+            reset_traced_functions(self._target)
         return True
 
     def on_train_begin(self, logs=None):
@@ -198,7 +198,7 @@ class DepthCallback(keras.callbacks.Callback):
             if not self._started:
                 return None
         if sync:
-            _sync_jax_state(self._target)
+            sync_jax_state(self._target)
         ws = self._reader.read()
         before = [layer.allocated_depth for layer in self._layers]
         changed = update_depths(self._target, ws)
@@ -218,7 +218,7 @@ class DepthCallback(keras.callbacks.Callback):
         return ws
 
     def on_train_end(self, logs=None):
-        _sync_jax_state(self._target)
+        sync_jax_state(self._target)
         if self._layers:
             update_depths(self._target)
         for layer in meta_layers(self._target):
@@ -230,18 +230,3 @@ class DepthCallback(keras.callbacks.Callback):
             logs[f"w/{layer.name}"] = w
             logs[f"depth/{layer.name}"] = float(layer.active_depth_for(w))
             logs[f"allocated/{layer.name}"] = float(layer.allocated_depth)
-
-
-def warn_if_outgrown(model: keras.Model) -> None:
-    """Warn for every meta-layer whose `w` needs more sub-layers than it computes."""
-    for layer in meta_layers(model):
-        if layer.built:
-            w = layer.read_w()
-            if layer.active_depth_for(w) > layer.computed_depth:
-                warnings.warn(
-                    f"GInfinity '{layer.name}': w={w:.3f} needs {layer.active_depth_for(w)} "
-                    f"sub-layers but only {layer.computed_depth} are computed; call "
-                    "gdeeper.update_depths(model) or train with gdeeper.DepthCallback",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )

@@ -14,13 +14,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.gate import delta
-from gdeeper.growth import update_depths
-from gdeeper.layer import GInfinity
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.regularizers import GammaRegularizedBatchNorm
-from gdeeper.telemetry import _sync_jax_state, meta_layers
-from gdeeper.width import GrowingWidth
+from gdeeper.core.gate import delta
+from gdeeper.core.growth import update_depths
+from gdeeper.core.layer import GInfinity
+from gdeeper.core.rebuild import extend_optimizer, reset_traced_functions
+from gdeeper.core.regularizers import GammaRegularizedBatchNorm
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
+from gdeeper.core.width import GrowingWidth
 
 # gdeeper layer classes and the plain Keras layer each one is exported as (same weights, same
 # inference; only gdeeper's training penalty differs).
@@ -124,7 +124,7 @@ def to_fixed_depth(model: keras.Model) -> keras.Model:
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"to_fixed_depth expects a Keras model, got {model!r}")
-    _sync_jax_state(model)
+    sync_jax_state(model)
     copies: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
 
     def clone(layer):
@@ -159,7 +159,7 @@ def prune(model: keras.Model) -> dict[str, int]:
     optimizer state (they were not trainable); the traced functions are rebuilt on next use.
     Returns `{meta-layer name: sub-layers released}` for the meta-layers that released any.
     """
-    _sync_jax_state(model)
+    sync_jax_state(model)
     update_depths(model)
     released = {}
     for layer in meta_layers(model):
@@ -169,5 +169,5 @@ def prune(model: keras.Model) -> dict[str, int]:
                 released[layer.name] = count
     if released:
         extend_optimizer(model)
-        _reset_traced_functions(model)
+        reset_traced_functions(model)
     return released

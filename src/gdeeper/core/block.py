@@ -143,3 +143,9 @@ class BlockTemplate:
                 UserWarning,
                 stacklevel=4,
             )
+
+
+# The public name of the sub-layer class. The class keeps its private name: Keras names a
+# list's items in a saved file by their class (`sublayers/__block_1/...`), so renaming the class
+# would stop saved models from loading.
+Block = _Block

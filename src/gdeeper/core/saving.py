@@ -18,9 +18,9 @@ import zipfile
 
 import keras
 
-from gdeeper.growth import update_depths
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.telemetry import _sync_jax_state
+from gdeeper.core.growth import update_depths
+from gdeeper.core.rebuild import extend_optimizer, reset_traced_functions
+from gdeeper.core.telemetry import sync_jax_state
 
 _KERAS_MEMBERS = ("config.json",)
 _WEIGHT_MEMBERS = ("model.weights.h5", "model.weights.npz")
@@ -165,7 +165,7 @@ def load_weights(model: keras.Model, path: str | os.PathLike, skip_mismatch: boo
         raise FileNotFoundError(f"gdeeper.load_weights: no such file: '{path}'")
     if path.endswith(".keras") and os.path.isfile(path):
         _check_archive(path)
-    _sync_jax_state(model)
+    sync_jax_state(model)
 
     def attempt():
         with warnings.catch_warnings(record=True) as caught:
@@ -197,6 +197,6 @@ def load_weights(model: keras.Model, path: str | os.PathLike, skip_mismatch: boo
                 f"has {has} variables for model '{model.name}' but the file holds {saved}"
             )
     _replay(caught, ignore=(_SKIPPED_OPTIMIZER,))
-    _reset_traced_functions(model)
+    reset_traced_functions(model)
     update_depths(model)
     return model

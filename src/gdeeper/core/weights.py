@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import keras
 
-from gdeeper.rebuild import _reset_traced_functions, extend_optimizer
-from gdeeper.telemetry import _sync_jax_state, meta_layers
+from gdeeper.core.rebuild import extend_optimizer, reset_traced_functions
+from gdeeper.core.telemetry import meta_layers, sync_jax_state
 
 
 class DepthWeights(list):
@@ -31,7 +31,7 @@ def depth_aware_weights(model: keras.Model) -> keras.Model:
     keras_set_weights = model.set_weights
 
     def get_weights():
-        _sync_jax_state(model)
+        sync_jax_state(model)
         weights = DepthWeights(keras_get_weights())
         weights.depths = {
             layer.name: (layer.allocated_depth, layer.computed_depth)
@@ -43,13 +43,13 @@ def depth_aware_weights(model: keras.Model) -> keras.Model:
     def set_weights(weights):
         depths = getattr(weights, "depths", None)
         if depths:
-            _sync_jax_state(model)
+            sync_jax_state(model)
             for layer in meta_layers(model):
                 if layer.name in depths and layer.built:
                     allocated, computed = depths[layer.name]
                     layer._restore_depth(layer.read_w(), allocated, computed)
             extend_optimizer(model)
-            _reset_traced_functions(model)
+            reset_traced_functions(model)
         keras_set_weights(list(weights))
 
     get_weights.__doc__ = keras_get_weights.__doc__

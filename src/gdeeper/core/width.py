@@ -20,45 +20,28 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper import _keras
-from gdeeper.gate import PENALTY_EPSILON, delta
-from gdeeper.layer import (
-    DepthLimitError,
-    _bump_structure,
-    _check,
-    _is_int,
-    _is_number,
-    seeded_python_rng,
+from gdeeper.core import policy
+from gdeeper.core.arguments import (
+    FINITE_NUMBER,
+    FINITE_NUMBER_FROM_0,
+    FRACTION,
+    INTEGER_FROM_1,
+    NUMBER_ABOVE_0,
+    SEED,
+    check,
+    check_table,
+    is_int,
 )
+from gdeeper.core.gate import delta, shifted_delta
+from gdeeper.core.growable import DepthLimitError, Growable
+from gdeeper.core.unit_chunk import UnitChunk
 
 
-class _UnitChunk(keras.layers.Layer):
-    """`size` hidden units: their input layer (kernel, bias) and their readout rows (no bias)."""
-
-    def __init__(self, hidden: keras.layers.Layer, readout: keras.layers.Layer, **kwargs):
-        super().__init__(**kwargs)
-        self.hidden = hidden
-        self.readout = readout
-
-    def build(self, input_shape):
-        self.hidden.build(input_shape)
-        self.readout.build(self.hidden.compute_output_shape(input_shape))
-
-    def call(self, inputs, gates):
-        return self.readout(self.hidden(inputs) * gates)
-
-    def unit_square_norms(self):
-        """Per unit: the squared norm of its input weights, bias and readout row."""
-        kernel, bias = self.hidden.kernel, self.hidden.bias
-        readout = self.readout.kernel
-        into = ops.sum(ops.square(kernel), axis=tuple(range(len(kernel.shape) - 1)))
-        axes = tuple(i for i in range(len(readout.shape)) if i != len(readout.shape) - 2)
-        return into + ops.square(bias) + ops.sum(ops.square(readout), axis=axes)
-
-
-class GrowingWidth(keras.layers.Layer):
+class GrowingWidth(Growable):
     """What `GrowingDense` and `GrowingConv2D` share: `w`, the gates, lazy chunks, penalties,
     growth, saving. Subclasses say how a chunk's two layers are made (`_make_layers`)."""
+
+    DEPTH_KEYS = ("allocated_units", "computed_units")
 
     def __init__(
         self,
@@ -79,35 +62,33 @@ class GrowingWidth(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        name = self.name
+        owner = f"{type(self).__name__} '{self.name}'"
         if seed is None:
             seed = random.randrange(2**31)
-        chunked = f"a multiple of chunk={chunk} in [0, max_units={max_units}] or None"
-        for argument, value, ok, accepted in (
-            ("outputs", outputs, _is_int(outputs) and outputs >= 1, "an integer >= 1"),
-            ("group", group, _is_int(group) and group >= 1, "an integer >= 1"),
-            ("chunk", chunk, _is_int(chunk) and chunk >= 1, "an integer >= 1"),
-            ("w_init", w_init, _is_number(w_init) and math.isfinite(w_init), "a finite number"),
-            ("max_units", max_units, _is_int(max_units) and max_units >= 1, "an integer >= 1"),
-            ("alpha", alpha, _is_number(alpha) and alpha > 0, "a number > 0"),
-            ("lookahead", lookahead, _is_number(lookahead) and 0 <= lookahead < 1, "in [0, 1)"),
-            ("hysteresis", hysteresis, _is_number(hysteresis) and 0 <= hysteresis < 1, "in [0, 1)"),
-            ("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0 or None"),
-        ):
-            _check(name, argument, value, ok, accepted)
-        for argument, value in (
-            ("w_regularizer", w_regularizer),
-            ("unit_regularizer", unit_regularizer),
-        ):
-            ok = _is_number(value) and math.isfinite(value) and value >= 0
-            _check(name, argument, value, ok, "a finite number >= 0")
-        for argument, value in (
-            ("allocated_units", allocated_units),
-            ("computed_units", computed_units),
-        ):
-            in_range = _is_int(value) and 0 <= value <= max_units
-            ok = value is None or (in_range and value % chunk == 0)
-            _check(name, argument, value, ok, chunked)
+        chunked = (
+            f"a multiple of chunk={chunk} in [0, max_units={max_units}] or None",
+            lambda value: (
+                value is None or (is_int(value) and 0 <= value <= max_units and value % chunk == 0)
+            ),
+        )
+        check_table(
+            owner,
+            (
+                ("outputs", outputs, INTEGER_FROM_1),
+                ("group", group, INTEGER_FROM_1),
+                ("chunk", chunk, INTEGER_FROM_1),
+                ("w_init", w_init, FINITE_NUMBER),
+                ("max_units", max_units, INTEGER_FROM_1),
+                ("alpha", alpha, NUMBER_ABOVE_0),
+                ("lookahead", lookahead, FRACTION),
+                ("hysteresis", hysteresis, FRACTION),
+                ("seed", seed, SEED),
+                ("w_regularizer", w_regularizer, FINITE_NUMBER_FROM_0),
+                ("unit_regularizer", unit_regularizer, FINITE_NUMBER_FROM_0),
+                ("allocated_units", allocated_units, chunked),
+                ("computed_units", computed_units, chunked),
+            ),
+        )
         self.outputs = outputs
         self.activation = keras.activations.get(activation)
         self.group = group
@@ -121,14 +102,10 @@ class GrowingWidth(keras.layers.Layer):
         self.hysteresis = float(hysteresis)
         self.seed = seed
         self._requested = (allocated_units, computed_units)
-        self.chunks: list[_UnitChunk] = []
+        self.chunks: list[UnitChunk] = []
         self._computed = 0  # computed units, a multiple of chunk
         self._input_shape: tuple | None = None
-        self.depth_controlled = False
-        self._warned_uncontrolled = False
-        object.__setattr__(self, "_owner", None)
-        self.growth_events = 0
-        self.retraces = 0
+        self._init_growth()
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -176,19 +153,17 @@ class GrowingWidth(keras.layers.Layer):
             )
         allocated, computed = self._requested
         if computed is None:
-            computed = min(self.target_depth(self.w_init), self._round_down(self.max_units))
+            limit = policy.round_down(self.max_units, self.chunk)
+            computed = min(self.target_depth(self.w_init), limit)
         self._computed = computed
         self._allocate(max(computed, allocated or 0, self.chunk))
         self._apply_trainable()
 
-    def _round_up(self, units: int) -> int:
-        return self.chunk * math.ceil(units / self.chunk)
+    def _parts(self) -> list:
+        return getattr(self, "chunks", [])
 
-    def _round_down(self, units: int) -> int:
-        return self.chunk * (units // self.chunk)
-
-    def _seeded(self, index: int):
-        return seeded_python_rng(f"gdeeper.{type(self).__name__}:{self.seed}:{index}")
+    def _computed_parts(self) -> int:
+        return self._computed // self.chunk
 
     def _allocate(self, units: int) -> int:
         """Create chunks up to `units` units (a multiple of chunk); returns chunks added."""
@@ -197,19 +172,13 @@ class GrowingWidth(keras.layers.Layer):
                 f"{type(self).__name__} '{self.name}': w needs {units} units but max_units="
                 f"{self.max_units}; raise max_units or the penalties"
             )
-        added = 0
-        with _keras.unlocked(self):
-            while self.allocated_depth < units:
-                index = len(self.chunks)
-                with self._seeded(index):
-                    hidden, readout = self._make_layers(self.chunk, f"{self.name}_{index}")
-                    chunk = _UnitChunk(hidden, readout, name=f"{self.name}_chunk_{index}")
-                    chunk.build(self._input_shape)
-                self.chunks.append(chunk)
-                added += 1
-        if added:
-            _bump_structure()
-        return added
+        return self._add_parts(math.ceil(units / self.chunk))
+
+    def _new_part(self, index: int) -> UnitChunk:
+        hidden, readout = self._make_layers(self.chunk, f"{self.name}_{index}")
+        chunk = UnitChunk(hidden, readout, name=f"{self.name}_chunk_{index}")
+        chunk.build(self._input_shape)
+        return chunk
 
     def _release(self, units: int) -> int:
         if units < self._computed:
@@ -217,50 +186,11 @@ class GrowingWidth(keras.layers.Layer):
                 f"{type(self).__name__} '{self.name}': cannot release units below the computed "
                 f"width {self._computed}, got units={units}"
             )
-        released = 0
-        with _keras.unlocked(self):
-            while self.allocated_depth > units:
-                self.chunks.pop()
-                released += 1
-        if released:
-            _bump_structure()
-        return released
+        return self._drop_parts(units // self.chunk)
 
     def prune(self) -> int:
         """Release the chunks beyond the computed width; returns how many chunks were released."""
         return self._release(max(self._computed, self.chunk))
-
-    @property
-    def trainable(self):
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value):
-        keras.layers.Layer.trainable.fset(self, value)
-        self._apply_trainable()
-
-    def _apply_trainable(self) -> None:
-        for index, chunk in enumerate(getattr(self, "chunks", [])):
-            wanted = self._trainable and index * self.chunk < self._computed
-            if chunk.trainable != wanted:
-                chunk.trainable = wanted
-                _bump_structure()
-
-    # ------------------------------------------------------------------------------ save / load
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        store["allocated_units"] = np.asarray(self.allocated_depth, dtype="int64")
-        store["computed_units"] = np.asarray(self._computed, dtype="int64")
-
-    def load_own_variables(self, store):
-        for index, variable in enumerate(_keras.own_variables(self)):
-            variable.assign(store[str(index)])
-        before = (self.allocated_depth, self._computed)
-        self._restore_depth(
-            self.read_w(), int(store["allocated_units"]), int(store["computed_units"])
-        )
-        if before != (self.allocated_depth, self._computed) and self._owner is not None:
-            self._owner(self)  # the optimizer must cover the new variables before its state loads
 
     def _restore_depth(self, w: float, allocated: int | None, computed: int | None) -> None:
         """Match the saved chunks (grow or release) and compute the saved width."""
@@ -284,23 +214,22 @@ class GrowingWidth(keras.layers.Layer):
         """Computed (and trained) units: always >= the active ones."""
         return self._computed
 
-    def read_w(self) -> float:
-        return float(self.w.value)
-
     def active_depth_for(self, w: float) -> int:
         """Units that influence the output: unit j is open where j / group < w."""
-        return max(0, math.ceil(w * self.group))
+        return policy.active_units_for(w, self.group)
 
     def target_depth(self, w: float, current: int | None = None) -> int:
         """The computed units for `w` (whole chunks), with hysteresis around `current`."""
         if not math.isfinite(w):
             raise FloatingPointError(f"'{self.name}': w became {w}; training diverged")
-        fresh = self._round_up(max(0, math.ceil((w + self.lookahead) * self.group)))
-        if current is None or fresh >= current:
-            return fresh
-        margin = self.lookahead + self.hysteresis
-        kept = self._round_up(max(0, math.ceil((w + margin) * self.group)))
-        return fresh if kept < current else current
+        return policy.target_units(
+            w,
+            current,
+            lookahead=self.lookahead,
+            hysteresis=self.hysteresis,
+            group=self.group,
+            chunk=self.chunk,
+        )
 
     def set_depth(self, w: float) -> tuple[bool, int]:
         """Align the computed units (and the allocation) with `w`; as `GInfinity.set_depth`."""
@@ -310,7 +239,7 @@ class GrowingWidth(keras.layers.Layer):
                 f"{type(self).__name__} '{self.name}': w={w:.4g} needs "
                 f"{self.active_depth_for(w)} units but max_units={self.max_units}"
             )
-        units = min(units, self._round_down(self.max_units))
+        units = min(units, policy.round_down(self.max_units, self.chunk))
         added = 0
         if units > self.allocated_depth:
             added = self._allocate(units)
@@ -320,11 +249,6 @@ class GrowingWidth(keras.layers.Layer):
             self._computed = units
             self._apply_trainable()
         return changed, added
-
-    def mark_steered(self, owner=None) -> None:
-        self.depth_controlled = True
-        if owner is not None:
-            object.__setattr__(self, "_owner", owner)
 
     def parameter_counts(self, w: float | None = None) -> tuple[int, int]:
         """(parameters in use, allocated but unused): per unit its input weights, bias and
@@ -346,23 +270,20 @@ class GrowingWidth(keras.layers.Layer):
                 self.set_depth(self.read_w())
         gates = ops.cast(self.gates(), self.compute_dtype)
         y = ops.cast(self.bias, self.compute_dtype)
-        penalty = None
         for index in range(self._computed // self.chunk):
             part = gates[index * self.chunk : (index + 1) * self.chunk]
             y = y + self.chunks[index](inputs, part)
         if self.unit_regularizer and self._computed:
             # A unit's weights pay their L2 penalty as its gate opens: delta_w(j / k + eps).
             index = ops.arange(self._computed, dtype="float32") / float(self.group)
-            w = ops.cast(self.w, "float32")
-            factor = ops.relu(1.0 - ops.exp(self.alpha * ((index - w) + PENALTY_EPSILON)))
+            factor = shifted_delta(index, ops.cast(self.w, "float32"), self.alpha)
             norms = ops.concatenate(
                 [
                     ops.cast(self.chunks[i].unit_square_norms(), "float32")
                     for i in range(self._computed // self.chunk)
                 ]
             )
-            penalty = self.unit_regularizer * ops.sum(factor * norms)
-            self.add_loss(penalty)
+            self.add_loss(self.unit_regularizer * ops.sum(factor * norms))
         return y
 
     # ------------------------------------------------------------------------------ export
@@ -424,7 +345,8 @@ class GrowingConv2D(GrowingWidth):
 
     def __init__(self, outputs: int, kernel_size=3, strides=1, padding="same", **kwargs):
         super().__init__(outputs, **kwargs)
-        _check(self.name, "padding", padding, padding in ("same", "valid"), "'same' or 'valid'")
+        owner = f"{type(self).__name__} '{self.name}'"
+        check(owner, "padding", padding, padding in ("same", "valid"), "'same' or 'valid'")
         self.kernel_size = kernel_size
         self.strides = strides
         self.padding = padding

@@ -1,7 +1,7 @@
 """The depth gate `delta_w(x) = ReLU(1 - exp(alpha * (x - w)))` and the report's variants of it.
 
 - the trainable stretch `a = softplus(b)` (`stretch`, `stretch_init`),
-- step factors `s(delta)` for a sub-layer's weight penalty (`penalty_factor`),
+- step factors `s(delta)` for a sub-layer's weight penalty (`penalty_factors`),
 - the geometric merge `g * sqrt(f^2 + eps)^delta` (`geometric_merge`).
 """
 
@@ -66,21 +66,6 @@ def smooth_step(d, width: float = SMOOTH_STEP_WIDTH):
     return t * t * (3.0 - 2.0 * t)
 
 
-def penalty_factor(kind: str, index: int, w, alpha=1.0):
-    """The factor of sub-layer `index`'s weight penalty.
-
-    "gate": `delta_w(index + eps)` (the original); "step": `hard_step(delta_w(index))`;
-    "smooth_step": `smooth_step(delta_w(index))`.
-    """
-    if kind == "gate":
-        return shifted_delta(index, w, alpha)
-    if kind == "step":
-        return hard_step(delta(float(index), w, alpha))
-    if kind == "smooth_step":
-        return smooth_step(delta(float(index), w, alpha))
-    raise ValueError(f"penalty_factor: kind must be one of {PENALTY_FACTORS}, got kind={kind!r}")
-
-
 def geometric_merge(g, f, gate, eps: float = GEOMETRIC_EPSILON):
     """`g * sqrt(f^2 + eps) ^ gate`, computed as `g * exp(gate / 2 * log(f^2 + eps))`.
 
@@ -112,7 +97,12 @@ def shifted_deltas(indices, w, alpha=1.0, offset: float = PENALTY_EPSILON, dtype
 
 
 def penalty_factors(kind: str, indices, w, alpha=1.0):
-    """`penalty_factor(kind, i, w, alpha)` for every `i` in `indices`, as one vector op."""
+    """The factor of each sub-layer `i` in `indices`' weight penalty, as one vector op (a
+    single index gives a scalar).
+
+    "gate": `delta_w(i + eps)` (the original); "step": `hard_step(delta_w(i))`;
+    "smooth_step": `smooth_step(delta_w(i))`.
+    """
     if kind == "gate":
         return shifted_deltas(indices, w, alpha)
     if kind == "step":
