@@ -82,13 +82,15 @@ def target_depth(
     fresh layer). It rises to `ceil(w + lookahead)` (or its level) as soon as `w` comes within
     `lookahead` of the top computed index, and falls only once `w` is `hysteresis` below the
     level under the current depth. `extra` sub-layers beyond are computed too (the frontier)."""
-    fresh = max(0, math.ceil(w + lookahead)) + extra
+    # The levels apply to the sub-layers w can open; the `extra` ones are computed on top.
+    fresh = max(0, math.ceil(w + lookahead))
+    fresh_level = min(level(fresh, headroom, max_depth) + extra, max_depth)
     if current is None:
-        return level(fresh, headroom, max_depth)
+        return fresh_level
     if w > current - extra - lookahead:  # w is about to cross the top active index: grow
-        return max(level(fresh, headroom, max_depth), current)
-    if w < level_below(current, headroom) - extra - hysteresis:  # well below it: shrink
-        return level(fresh, headroom, max_depth)
+        return max(fresh_level, current)
+    if w < level_below(current - extra, headroom) - hysteresis:  # well below it: shrink
+        return fresh_level
     return current
 
 
