@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import subprocess
 import sys
 
@@ -90,6 +92,14 @@ def test_train_spirals_cli_short_run(tmp_path):
     assert "g" in summary["meta_layers"]
     assert summary["final"]["val_accuracy"] > 0.6  # phase 4 is nearly linear: learned fast
     assert (run_dir / "config.yaml").read_text().count("phase: 4.0") == 1
+    # The depth signal: both gradients on w at every validation, and their figure.
+    with open(run_dir / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for row in rows:
+        assert float(row["grad_penalty/g"]) > 0  # lambda_w * 2w with w > 0
+        assert math.isfinite(float(row["grad_data/g"]))
+    assert (run_dir / "plots" / "depth_signal.png").stat().st_size > 1000
     wrong = subprocess.run(
         [sys.executable, "-m", "gdeeper", "train", "xor", "--phase", "3"],
         capture_output=True,
