@@ -85,7 +85,7 @@ def one_run(job: dict) -> dict:
     )
     trace = []
     callbacks = [] if plain is not None or held is not None else [gdeeper.DepthCallback()]
-    grow = None
+    grow = None  # one instance across the chunks' fit calls: its state carries over
     if autogrow:  # AutoGrow's rule on the validation loss, checked every `every` steps
         grow = gdeeper.GrowOnPlateau(monitor="val_loss", patience=int(autogrow))
         callbacks.append(grow)

@@ -31,7 +31,8 @@ class GrowOnPlateau(keras.callbacks.Callback):
         mode: "min", "max" or "auto" (from the name: accuracy-like is "max").
 
     Put `gdeeper.DepthCallback()` in the same `fit`; the number of growths is logged as
-    `growths` and the callback's `stopped` says whether it gave up.
+    `growths` and the callback's `stopped` says whether it gave up. Its state carries over from
+    one `fit` to the next (a loop that calls `fit` per chunk); `reset()` starts it over.
     """
 
     def __init__(
@@ -71,6 +72,15 @@ class GrowOnPlateau(keras.callbacks.Callback):
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.mode = mode
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the best value, the waiting and the growths so far."""
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_at_growth = self.best
+        self.wait = 0
+        self.growths = 0
+        self.stopped = False
 
     def on_train_begin(self, logs=None):
         self.layers = [layer for layer in meta_layers(self.model) if isinstance(layer, GInfinity)]
@@ -80,11 +90,6 @@ class GrowOnPlateau(keras.callbacks.Callback):
                 f"GrowOnPlateau sets w itself, but the w of {trained} is trained: build those "
                 "meta-layers with GInfinity(..., w_trainable=False)"
             )
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.best_at_growth = self.best
-        self.wait = 0
-        self.growths = 0
-        self.stopped = False
 
     def _better(self, value: float, than: float) -> bool:
         if self.mode == "min":
