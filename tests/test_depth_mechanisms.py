@@ -31,7 +31,7 @@ def linear_loss(y_true, y_pred):
 
 
 def numpy_normalized(f):
-    return f * math.sqrt(f.shape[-1]) / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+    return f / np.sqrt(np.mean(f**2, axis=-1, keepdims=True) + 1e-3)
 
 
 def data():
@@ -206,3 +206,26 @@ def test_w_gradients_match_finite_differences():
     h = 1e-3
     numeric = (loss_at(1.7 + h) - loss_at(1.7 - h)) / (2 * h)
     assert data_grad == pytest.approx(numeric, rel=2e-2, abs=1e-5)
+
+
+def test_a_zero_sub_layer_output_keeps_gradients_finite():
+    """A dead ReLU before a bias-free block gives an output of exactly 0: normalising it must
+    not blow up the gradient (with an epsilon of 1e-12 on the norm, w became NaN on XOR)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((WIDTH,))
+    layer = gdeeper.GInfinity(
+        [keras.layers.Dense(WIDTH, use_bias=False)],
+        h="relu",
+        w_init=1.5,
+        normalize="rms",
+        frontier=0.2,
+        name="g",
+    )
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(keras.optimizers.Adam(0.01), loss="mse")
+    zeros = np.zeros((8, WIDTH), "float32")
+    model.fit(zeros, np.ones((8, WIDTH), "float32"), epochs=2, verbose=0,
+              callbacks=[gdeeper.DepthCallback()])  # fmt: skip
+    for variable in model.weights:
+        assert np.all(np.isfinite(ops.convert_to_numpy(variable))), variable.path
+    assert np.all(ops.convert_to_numpy(model(zeros)) == 0)

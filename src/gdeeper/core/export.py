@@ -8,12 +8,11 @@ load without gdeeper: each meta-layer becomes a nested Functional model with exa
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
+from gdeeper.core.frontier import RMS_EPSILON
 from gdeeper.core.gate import delta
 from gdeeper.core.growth import update_depths
 from gdeeper.core.layer import GInfinity
@@ -88,9 +87,10 @@ def _fixed_meta_layer(layer: GInfinity, copies: list) -> keras.Model:
             update = plain(update)
             copies.append((sub, plain))
         gate = float(gates[index])
-        if layer.normalize == "rms":  # n(f) = sqrt(units) * f / ||f||, as the layer's call
-            update = keras.layers.UnitNormalization(name=f"{name}_{index}_normalize")(update)
-            gate *= math.sqrt(float(update.shape[-1]))
+        if layer.normalize == "rms":  # as the layer's call (`frontier.normalized`)
+            update = keras.layers.RMSNormalization(
+                epsilon=RMS_EPSILON, name=f"{name}_{index}_normalize"
+            )(update)
         scaled = keras.layers.Rescaling(gate, name=f"{name}_{index}_gate")(update)
         if layer.merge == "residual":
             x = keras.layers.Add(name=f"{name}_{index}_merge")([x, scaled])
