@@ -2,6 +2,10 @@
 the grid's depth chosen on validation, per phase, with the targets of docs/depth-study.md.
 
     python bench/spirals_report.py DIR/spirals_study.jsonl [more.jsonl ...] [--markdown OUT]
+    python bench/spirals_report.py outputs/sweeps/depth-study-signal/<id>   # the other tasks
+
+A sweep folder of the depth-study experiment counts too: its cells become records per task
+(the grid cell's runs as plain0 ... plain10, gdeeper and udn as themselves).
 
 The grid of a (phase, seed) is the plain runs `plain0` ... `plain10`; it picks the depth with
 the best final validation accuracy (the shallowest of ties) and pays the wall time of all nine.
@@ -18,11 +22,33 @@ from pathlib import Path
 
 def load(paths: list[str]) -> list[dict]:
     records = []
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
+    for path in map(Path, paths):
+        if path.is_dir():
+            records += records_of_cells(path)
+            continue
+        for line in path.read_text().splitlines():
             if line.strip():
                 records.append(json.loads(line))
     return records
+
+
+def records_of_cells(sweep: Path) -> list[dict]:
+    """The depth-study cells under `sweep` (cell.json files) as records of this report."""
+    records = []
+    for cell_file in sorted(sweep.rglob("cell.json")):
+        cell = json.loads(cell_file.read_text())
+        common = {"phase": cell["task"], "seed": cell["seed"]}
+        if cell["method"] == "grid":
+            for run in cell["runs"]:
+                records.append({**common, **run, "variant": f"plain{run['depth']}"})
+        elif cell["method"] in ("gdeeper", "udn"):
+            run = cell["runs"][0]
+            records.append({**common, **run, "variant": cell["method"]})
+    return records
+
+
+def phase_key(phase):
+    return (isinstance(phase, str), phase)
 
 
 def grid_choice(records: list[dict]) -> dict[tuple, dict]:
@@ -30,12 +56,18 @@ def grid_choice(records: list[dict]) -> dict[tuple, dict]:
     plain = defaultdict(list)
     for r in records:
         if r["variant"].startswith("plain"):
-            plain[(float(r["phase"]), int(r["seed"]))].append(r)
+            plain[(phase_of(r), int(r["seed"]))].append(r)
     chosen = {}
     for key, runs in plain.items():
         best = max(runs, key=lambda r: (r["val_accuracy"], -r["depth"]))
         chosen[key] = {**best, "grid_seconds": sum(r["seconds"] for r in runs), "runs": len(runs)}
     return chosen
+
+
+def phase_of(record: dict):
+    """A spirals phase as a float (20.0), any other task by its name."""
+    phase = record["phase"]
+    return phase if isinstance(phase, str) else float(phase)
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:
@@ -47,12 +79,12 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 def report(records: list[dict]) -> str:
     grid = grid_choice(records)
     methods = sorted({r["variant"] for r in records if not r["variant"].startswith("plain")})
-    phases = sorted({key[0] for key in grid})
+    phases = sorted({key[0] for key in grid}, key=phase_key)
     lines = ["| phase | grid test % (depths) | " + " | ".join(methods) + " |"]
     lines.append("|---" * (2 + len(methods)) + "|")
     by = defaultdict(dict)
     for r in records:
-        by[r["variant"]][(float(r["phase"]), int(r["seed"]))] = r
+        by[r["variant"]][(phase_of(r), int(r["seed"]))] = r
     summary = defaultdict(dict)
     for phase in phases:
         seeds = sorted(s for p, s in grid if p == phase)
@@ -66,7 +98,7 @@ def report(records: list[dict]) -> str:
                 continue
             acc = 100 * statistics.mean(r["test_accuracy"] for r in runs)
             wall = sum(r["seconds"] for r in runs) / sum(x["grid_seconds"] for x in g)
-            depths = " ".join(f"{r.get('w', r.get('depth')):.1f}" for r in runs)
+            depths = " ".join(f"{r.get('w') or r.get('depth') or 0:.1f}" for r in runs)
             cells.append(f"{acc:.1f} ({acc - grid_acc:+.1f}; w {depths}; wall {wall:.2f})")
             summary[m][phase] = {
                 "gap": grid_acc - acc,
@@ -75,10 +107,12 @@ def report(records: list[dict]) -> str:
                 "seeds": seeds,
                 "grid": grid_acc,
             }
-        lines.append(f"| {phase:g} | " + " | ".join(cells) + " |")
+        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
     lines.append("")
     for m in methods:
-        learned = [p for p in summary[m] if summary[m][p]["grid"] >= 80.0]
+        learned = [
+            p for p in summary[m] if not isinstance(p, str) and summary[m][p]["grid"] >= 80.0
+        ]
         per_seed = []
         seeds = sorted({s for p in learned for s in summary[m][p]["seeds"]})
         for i, _ in enumerate(seeds):
@@ -90,7 +124,7 @@ def report(records: list[dict]) -> str:
         walls = [summary[m][p]["wall"] for p in summary[m]]
         lines.append(
             f"- {m}: worst gap {worst:+.2f} points; Spearman(w, phase) over phases with grid >= "
-            f"80 % ({', '.join(f'{p:g}' for p in learned)}): mean {rho:.2f} "
+            f"80 % ({', '.join(f'{p}' for p in learned)}): mean {rho:.2f} "
             f"(per seed {', '.join(f'{v:.2f}' for v in per_seed)}); wall / grid's "
             f"{min(walls, default=0):.2f}-{max(walls, default=0):.2f}"
         )
