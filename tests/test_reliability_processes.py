@@ -18,6 +18,13 @@ import pytest
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def default_signals() -> None:
+    """preexec_fn: SIGINT and SIGTERM at their defaults in the child, whatever pytest inherited
+    (`make test &` in a script starts with SIGINT ignored, and gdeeper honours that)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(*args, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "gdeeper", "train", *map(str, args), "--quiet"],
@@ -26,6 +33,7 @@ def start(*args, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
 
 
@@ -37,6 +45,7 @@ def run(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=default_signals,
     )
 
 
@@ -160,6 +169,7 @@ def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=default_signals,
     )
     deadline = time.monotonic() + 60
     while not children(driver.pid) and time.monotonic() < deadline:

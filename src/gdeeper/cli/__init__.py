@@ -9,9 +9,15 @@ Configuration errors print one line on stderr and exit with code 2, writing noth
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+
+from gdeeper.runner import signals
+
+if os.path.basename(sys.argv[0]) == "gdeeper":  # the console script: before typer and pydantic
+    signals.install(defer=True)  # load (~1 s), Ctrl-C and SIGTERM are ours (runner/signals.py)
+
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -152,10 +158,10 @@ def train(
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/ (with TensorBoard events)."""
     from gdeeper.runner import resume as resumes
     from gdeeper.runner import train as runner
-    from gdeeper.runner.lock import Terminated, handle_sigterm, lock_run_dir
+    from gdeeper.runner.lock import lock_run_dir
     from gdeeper.runner.rundir import is_run_dir
 
-    handle_sigterm()  # a scheduler's SIGTERM ends the session as Ctrl-C does (exit 143)
+    signals.handle_sigterm()  # (main did; a test's CliRunner did not) stops as Ctrl-C does
     created = False
     try:
         _check_backend(backend)
@@ -223,8 +229,10 @@ def train(
     except ConfigError as error:
         raise _fail(str(error)) from None
     except KeyboardInterrupt as stop:
-        code = 143 if isinstance(stop, Terminated) else 130
-        raise _fail("interrupted before training started; nothing was written", code) from None
+        code = signals.exit_code(stop)
+        signals.handled()
+        how = signals.describe(code)
+        raise _fail(f"{how} before training started; nothing was written", code) from None
 
     console = Console(stderr=True)
     if not quiet:
@@ -244,8 +252,10 @@ def train(
     except ConfigError as error:
         raise _fail(str(error)) from None
     except KeyboardInterrupt as stop:  # between the sessions' own handlers (rare)
-        code = 143 if isinstance(stop, Terminated) else 130
-        raise _fail(f"interrupted; continue with --resume {target}", code) from None
+        code = signals.exit_code(stop)
+        signals.handled()
+        how = signals.describe(code)
+        raise _fail(f"{how}; continue with --resume {target}", code) from None
     if json_output:
         typer.echo(json.dumps(clean_json(summary)))
     elif not quiet:
@@ -327,14 +337,37 @@ def experiments() -> None:
 
 def main() -> None:
     """The `gdeeper` command. A usage error (`--steps abc`, an unknown option) is one line on
-    stderr and exit code 2, like every other error, not Click's usage box."""
+    stderr and exit code 2, like every other error, not Click's usage box. Ctrl-C and SIGTERM
+    are handled from the first line to the last (runner/signals.py): exit 130 or 143, one line.
+    """
+    signals.install()  # first: before anything can be interrupted half-way
+    try:
+        signals.check()  # a stop while the command's modules were imported
+        code = _main()
+        if signals.pending() is not None:  # a stop nobody reported (typer's silent Exit(130))
+            raise signals.Interrupted()
+    except KeyboardInterrupt as stop:
+        code = signals.exit_code(stop if signals.pending() is None else None)
+        signals.handled()
+        typer.echo(f"gdeeper: error: {signals.describe(code)}", err=True)
+    signals.ignore()  # the exit code is decided: a late signal cannot turn it into a traceback
+    if "tensorflow" in sys.modules:
+        # Everything a session writes is written and closed by now. TensorFlow's teardown can
+        # deadlock (a tf.data prefetch thread of a generator dataset that `fit` left behind
+        # after an error waits for the interpreter it is being torn down with): skip it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _main() -> int:
     common._ARGV = ["gdeeper", *sys.argv[1:]]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         code = app(prog_name="gdeeper", standalone_mode=False)
-    except typer.Abort:  # Ctrl-C outside a training session
-        typer.echo("gdeeper: error: interrupted", err=True)
-        code = 130
+    except typer.Abort as abort:  # Ctrl-C in a prompt
+        raise signals.Interrupted() from abort
     except Exception as error:  # Click's (typer's own copy's) usage errors: one line
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
             raise
@@ -344,15 +377,7 @@ def main() -> None:
         if message:  # none after the help that a bare `gdeeper` prints
             typer.echo(f"gdeeper: error: {message}{hint}", err=True)
         code = error.exit_code
-    code = code if isinstance(code, int) else 0
-    if "tensorflow" in sys.modules:
-        # Everything a session writes is written and closed by now. TensorFlow's teardown can
-        # deadlock (a tf.data prefetch thread of a generator dataset that `fit` left behind
-        # after an error waits for the interpreter it is being torn down with): skip it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

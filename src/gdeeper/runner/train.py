@@ -23,9 +23,9 @@ from gdeeper.config import BACKENDS, ConfigError, RunConfig, config_checksum, du
 from gdeeper.experiments import get_experiment
 from gdeeper.files import clean_json, read_json, write_json_atomic
 from gdeeper.runner import rundir as rd
+from gdeeper.runner import signals
 from gdeeper.runner.lock import (
     LOCK_FILE,
-    Terminated,
     handle_sigterm,
     holds_lock,
     lock_run_dir,
@@ -125,6 +125,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
 
     try:
         keras = import_keras_quietly()  # without the backend's INFO lines on stderr
+        signals.check()  # a stop that Python dropped while Keras loaded (a GC callback)
         import gdeeper
 
         gdeeper.load_keras_objects()
@@ -196,8 +197,9 @@ def make_run_dir(run_dir: Path) -> None:
 def _stopped_early(run_dir: Path, resume: bool, stop: BaseException) -> dict:
     """The summary (not written) of a session stopped before training: a new run directory
     that holds nothing yet is removed."""
-    code = 143 if isinstance(stop, Terminated) else 130
-    how = "terminated (SIGTERM)" if code == 143 else "interrupted"
+    code = signals.exit_code(stop)
+    signals.handled()
+    how = signals.describe(code)
     if resume:
         message = f"{how} before the session started; continue with --resume {run_dir}"
     else:
@@ -265,7 +267,7 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
             run_dir, metrics, plan, initial_epoch, prior, tracking
         )
         depth_cb = gdeeper.DepthCallback()
-        callbacks = [depth_cb, *plan.callbacks, recorder]
+        callbacks = [depth_cb, *plan.callbacks, recorder, _StopCheck()]
         if progress:
             display = TrainProgress(plan, initial_epoch, console)
             callbacks.append(display)
@@ -292,10 +294,9 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
             plan.model.save(run_dir / rd.MODEL_FILE)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`, exit code 143)
         outcome.status = "interrupted"
-        how = "interrupted"
-        if isinstance(stop, Terminated):
-            outcome.exit_code, how = 143, "terminated (SIGTERM)"
-        outcome.message = f"{how}; continue with --resume {run_dir}"
+        outcome.exit_code = signals.exit_code(stop)
+        signals.handled()
+        outcome.message = f"{signals.describe(outcome.exit_code)}; continue with --resume {run_dir}"
     except FloatingPointError as error:  # w became NaN: raised by the depth control
         where = ""
         if outcome.recorder is not None:
@@ -319,6 +320,22 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         if depth_cb is not None:
             outcome.growth_log = depth_cb.growth_log
     return outcome
+
+
+def _StopCheck():
+    """A callback that raises a stop Python dropped inside a callback of its own (a SIGTERM
+    swallowed by JAX's GC callback is printed as "Exception ignored" and lost): at every
+    batch and validation, the session stops as if the signal had just arrived."""
+    import keras
+
+    class StopCheck(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            signals.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            signals.check()
+
+    return StopCheck()
 
 
 def runaway_w(error: BaseException, plan) -> str | None:
