@@ -74,3 +74,32 @@ def handle_sigterm():
 
 def restore_sigterm(previous) -> None:
     signals.restore_sigterm(previous)
+
+
+def held_elsewhere(run_dir: str | os.PathLike) -> bool | None:
+    """Whether another process holds the lock of `run_dir` right now: the truth about a live
+    session (a pid in the manifest can be reused by an unrelated process). Tried with a shared,
+    non-blocking `flock` on `.lock`, let go at once; nothing is created. False when the run has
+    no `.lock` (no session ever ran in it with a lock) or this process holds it; None when it
+    cannot be told (no fcntl, an unreadable `.lock`)."""
+    if holds_lock(run_dir):
+        return False
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return True
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock
+    return False

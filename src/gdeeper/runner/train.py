@@ -108,13 +108,12 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         config, state = point.config, point.state
         summary_path = run_dir / rd.SUMMARY_FILE
         if point.finished and summary_path.exists():
-            try:
-                previous = read_json(summary_path)
-            except (OSError, ValueError):
-                previous = None  # damaged: the session writes a new one
-            if not isinstance(previous, dict):
-                previous = None
-            elif previous.get("status") == "completed" and previous.get("steps") == state["step"]:
+            previous = _previous_summary(summary_path)
+            if (
+                previous is not None
+                and previous.get("status") == "completed"
+                and previous.get("steps") == state["step"]
+            ):
                 return previous
     prepare_backend(config.backend)
     prepare_experiment(config)  # e.g. the dataset: a run that cannot start writes nothing
@@ -176,6 +175,24 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
     if warnings:
         summary["warnings"] = warnings
     return summary
+
+
+def _previous_summary(path: Path) -> dict | None:
+    """The run's summary.json when it is whole and well typed (what a finished run's resume
+    returns as is); None when it is damaged: the session writes a new one."""
+    from gdeeper.runner.runs import _checked_summary
+
+    try:
+        data = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    problems: list[str] = []
+    _checked_summary(data, problems)
+    if problems or not isinstance(data.get("exit_code"), int) or "run_dir" not in data:
+        return None
+    return data
 
 
 def make_run_dir(run_dir: Path) -> None:
