@@ -54,10 +54,11 @@ def _overrides(
     sets: list[str] | None,
     images: dict | None = None,
     phase: float | None = None,
+    given: list | None = None,
 ) -> list:
     from gdeeper.config import parse_assignment
 
-    items = [parse_assignment(item) for item in sets or []]
+    items = [*(given or []), *(parse_assignment(item) for item in sets or [])]
     if steps is not None:
         items.append(("training.steps", steps))
     for key, value in (images or {}).items():  # --epochs, --data, --limit, --order
@@ -83,15 +84,16 @@ def _overrides(
 
 def _user_model(
     experiment: str | None, model: str | None, data: str | None
-) -> tuple[str | None, list[str]]:
-    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L."""
+) -> tuple[str | None, list[tuple[str, str]]]:
+    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L (the
+    values as typed: not read as YAML, where `pkg.m:` would be a mapping)."""
     if model is None:
         return experiment, []
     if experiment not in (None, "user"):
         raise ConfigError(f"--model runs your own model (experiment user), not {experiment!r}")
     if data is None:
         raise ConfigError("--model needs --data MODULE:ATTR too (your loader; README)")
-    return "user", [f"model.builder={model}", f"data.loader={data}"]
+    return "user", [("model.builder", model), ("data.loader", data)]
 
 
 def _print_config(resolved) -> None:
@@ -165,12 +167,12 @@ def train(
     created = False
     try:
         _check_backend(backend)
-        experiment, user_sets = _user_model(experiment, model, data)
-        if user_sets:
-            data, sets = None, [*user_sets, *(sets or [])]
+        experiment, user_items = _user_model(experiment, model, data)
+        if user_items:
+            data = None
         if resume is not None:
             fixed = (config, seed, active, phase, data, limit, order)
-            if sets or any(value is not None for value in fixed):
+            if sets or user_items or any(value is not None for value in fixed):
                 raise ConfigError(
                     "--resume continues a run with its own config; only --steps may change "
                     "(--epochs for image runs)"
@@ -203,7 +205,9 @@ def train(
                 "data.limit": limit,
                 "model.order": order,
             }
-            items = _overrides(experiment, steps, seed, active, backend, sets, images, phase)
+            items = _overrides(
+                experiment, steps, seed, active, backend, sets, images, phase, user_items
+            )
             resolved = resolve_config(experiment, config, items, check=True)
             if print_config:
                 _print_config(resolved)
