@@ -222,7 +222,7 @@ def train(
                 target = fresh_run_path(out / resolved.experiment, label)
         runner.prepare_backend(resolved.backend)
         runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
-        tracking = _mlflow_target(mlflow, mlflow_uri, out)  # checked: one line, nothing written
+        tracking = _mlflow_target(mlflow, mlflow_uri, out, resume)  # checked: one line
         if resume is None and run_dir is None:  # created atomically: a same-second twin gets -2
             from gdeeper.runner.rundir import create_run_dir
 
@@ -271,15 +271,28 @@ def train(
     raise typer.Exit(summary["exit_code"])
 
 
-def _mlflow_target(flag: bool, uri: str | None, out: Path):
+def _mlflow_target(flag: bool, uri: str | None, out: Path, resume: Path | None = None):
     """--mlflow / --mlflow-uri, or the sweep's store that a sweep's run gets in its environment;
-    checked before anything is written. MLflow is imported only here, and only when asked for."""
-    if not (flag or uri or os.environ.get("GDEEPER_MLFLOW_URI")):
-        return None
+    on --resume, the run's own MLflow run (mlflow.json) without any of them. Checked before
+    anything is written. MLflow is imported only here, and only when asked for (or used)."""
     from gdeeper.runner import mlflow_log
 
-    target = mlflow_log.target_from(flag, uri, out, dict(os.environ))
-    mlflow_log.connect(target)
+    asked = flag or uri or os.environ.get(mlflow_log.URI_ENV)
+    if resume is None and not asked:
+        return None
+    target = mlflow_log.target_from(flag, uri, out, dict(os.environ)) if asked else None
+    if resume is not None:
+        target = mlflow_log.resume_target(resume, target)  # a damaged mlflow.json: one line
+    if target is not None:
+        try:
+            mlflow_log.connect(target)
+        except ConfigError as error:
+            if asked:
+                raise
+            raise ConfigError(  # the implicit continuation of the run's MLflow run
+                f"{error}; {resume} logged to MLflow ({mlflow_log.RUN_FILE}): fix the store, "
+                f"or delete {mlflow_log.RUN_FILE} to resume without MLflow"
+            ) from None
     return target
 
 
