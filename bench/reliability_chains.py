@@ -17,7 +17,18 @@ import time
 from pathlib import Path
 
 
-def _start(args, cwd: Path, env) -> subprocess.Popen:
+def _defaults() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _ignored() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _start(args, cwd: Path, env, preexec=_defaults) -> subprocess.Popen:
+    """A `gdeeper` process whose SIGINT/SIGTERM dispositions the chain sets (not inherited)."""
     return subprocess.Popen(
         [sys.executable, "-m", "gdeeper", *map(str, args)],
         cwd=cwd,
@@ -25,6 +36,7 @@ def _start(args, cwd: Path, env) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec,
     )
 
 
@@ -247,6 +259,49 @@ def chains(gdeeper, root: Path, env):
         left = [pid for pid in trainers if _alive(pid)]
         return f"trainers {left} outlived the driver" if left else ""
 
+    def early_stop(sig: int, delay: float):
+        """A stop in the first second (while typer, pydantic, the CLI load): one line, 130 or
+        143 (a KeyboardInterrupt traceback, a KeyError or a bare -15 before); only a signal
+        before Python reaches gdeeper's first line is the OS default (killed, silent)."""
+
+        def step() -> str:
+            out = folder / f"early-{sig}-{delay}"
+            process = _start(["train", "xor", "--steps", "200", "--out", out], folder, env)
+            time.sleep(delay)  # the point of the case: a stop at this moment
+            process.send_signal(sig)
+            _, stderr = process.communicate(timeout=120)
+            code = 143 if sig == signal.SIGTERM else 130
+            if process.returncode == -sig and not stderr:
+                return ""
+            if process.returncode != code:
+                return f"exit {process.returncode}, expected {code}: {stderr[-300:]}"
+            if (out / "xor").is_dir() and list((out / "xor").iterdir()):
+                return "a run directory was left"
+            return _one_line(stderr, "")
+
+        return step
+
+    def inherited_ignore_is_honoured() -> str:
+        """Started with SIGINT ignored (a background job of a script): Ctrl-C is not for it."""
+        out = folder / "ignored"
+        process = _start(
+            ["train", "xor", "--steps", "100", "--out", out, "--quiet"], folder, env, _ignored
+        )
+        deadline = time.monotonic() + 60
+        while not list(out.glob("xor/*/manifest.json")) and time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+        if process.returncode != 0:
+            return f"exit {process.returncode}, expected 0 (SIGINT ignored): {stderr[-300:]}"
+        return ""
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        for delay in (0.1, 0.4, 0.9):
+            yield f"early-{sig.name}-at-{delay}s", early_stop(sig, delay)
+    yield "inherited-sigint-ignore-honoured", inherited_ignore_is_honoured
     yield "kill-9-mid-run", killed_mid_run
     yield "second-resume-refused-while-first-loads", second_resume_refused
     yield "resume-of-live-run-refused", resume_of_live_run_refused_later

@@ -111,3 +111,11 @@ def test_a_seed_out_of_range_is_refused_before_the_run_directory(tmp_path, seed)
     result = CliRunner().invoke(app, ["train", "xor", "--seed", seed, "--out", str(out)])
     one_line_error(result, "invalid config value seed")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["--set", "spec"])
+def test_a_seed_set_for_every_run_is_refused_not_overridden(tmp_path, where):
+    spec = SPEC + ("set: {seed: 3}\n" if where == "spec" else "")
+    (tmp_path / "s.yaml").write_text(spec)
+    extra = ["--set", "seed=3"] if where == "--set" else []
+    one_line_error(sweep(str(tmp_path / "s.yaml"), *extra, "--dry-run"), "not with set/--set seed")

@@ -189,6 +189,10 @@ def expand(
     every point is refused the spec itself is wrong, and the first error is raised.
     """
     base = spec_config_path(spec, spec_path)
+    if "seed" in spec.set or any(key == "seed" for key, _ in overrides):
+        raise ConfigError(  # it would be overridden by every run's own seed, silently
+            "a sweep sets its runs' seeds with 'seeds' (or --seeds), not with set/--set seed"
+        )
     keys = list(spec.grid)
     total = len(spec.seed_list())
     for key in keys:
