@@ -58,6 +58,20 @@ def _wait_step(process, run_dir: Path, step: int, timeout: float = 180) -> str:
     return ""
 
 
+def _wait_lock(process, run_dir: Path, timeout: float = 60) -> str:
+    """Until `process` holds the run's lock (a state, not a guessed delay)."""
+    from gdeeper.runner.lock import held_elsewhere
+
+    deadline = time.monotonic() + timeout
+    while not held_elsewhere(run_dir):
+        if process.poll() is not None:
+            return f"the process ended (exit {process.returncode}) before it locked {run_dir}"
+        if time.monotonic() > deadline:
+            return f"{run_dir} was not locked within {timeout:.0f} s"
+        time.sleep(0.01)
+    return ""
+
+
 def _steps(run_dir: Path) -> list[int]:
     with (run_dir / "metrics.csv").open() as handle:
         return [int(row["step"]) for row in csv.DictReader(handle)]
@@ -96,7 +110,8 @@ def chains(gdeeper, root: Path, env):
 
     def second_resume_refused() -> str:
         live["first"] = _start(["train", "--resume", run_dir, "--quiet"], folder, env)
-        time.sleep(0.5)  # the first is still importing Keras: no pid in the manifest yet
+        if problem := _wait_lock(live["first"], run_dir):  # it still imports Keras then
+            return problem
         started = time.monotonic()
         result = gdeeper(["train", "--resume", run_dir, "--quiet"], folder, 60)
         if result.returncode != 2:
@@ -217,7 +232,11 @@ def chains(gdeeper, root: Path, env):
         deadline = time.monotonic() + 30
         while not any((out / "xor").glob("*")) and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.3)
+        found = list((out / "xor").iterdir()) if (out / "xor").is_dir() else []
+        if not found:
+            return "no run directory within 30 s"
+        if problem := _wait_lock(process, found[0]):  # the session started; Keras loads
+            return problem
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
         if process.returncode != 143:

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-LIMIT = 6  # seconds a load may take before the case counts as "spins"
+LIMIT = 5  # seconds a load may take before the case counts as "spins"
 
 SCRIPT = r"""
 import io, json, math, signal, sys, zipfile
@@ -99,31 +99,35 @@ cases = {
 }
 
 
-class Spins(Exception):
-    pass
+# After LIMIT seconds the case counts as spinning and the child ends (a load stuck in C code
+# never returns to Python, so an alarm would not stop it); the parent starts a new child for
+# the cases left.
+def watchdog(key):
+    def fire():
+        print(json.dumps({key: {"refused": False, "message": f"spins (no answer in {limit} s)"}}),
+              flush=True)
+        os._exit(3)
+    timer = threading.Timer(limit, fire)
+    timer.start()
+    return timer
 
 
-def alarm(signum, frame):
-    raise Spins()
-
-
-signal.signal(signal.SIGALRM, alarm)
-for name, file in cases.items():
-    for loader in ("gdeeper", "keras"):
-        signal.alarm(limit)
-        try:
-            if loader == "gdeeper":
-                gdeeper.load_model(file)
-            else:
-                keras.saving.load_model(file)
-            outcome = {"refused": False, "message": "loaded"}
-        except Spins:
-            outcome = {"refused": False, "message": f"spins (no answer in {limit} s)"}
-        except Exception as error:
-            outcome = {"refused": True, "message": f"{type(error).__name__}: {error}"}
-        finally:
-            signal.alarm(0)
-        print(json.dumps({f"{name}/{loader}": outcome}), flush=True)
+import os, threading
+for key in sys.argv[3:]:
+    name, loader = key.split("/")
+    file = cases[name]
+    timer = watchdog(key)
+    try:
+        if loader == "gdeeper":
+            gdeeper.load_model(file)
+        else:
+            keras.saving.load_model(file)
+        outcome = {"refused": False, "message": "loaded"}
+    except Exception as error:
+        outcome = {"refused": True, "message": f"{type(error).__name__}: {error}"}
+    finally:
+        timer.cancel()
+    print(json.dumps({key: outcome}), flush=True)
 """
 
 
@@ -140,27 +144,33 @@ def limit_memory() -> None:
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory) -> dict:
+    """Every case's outcome; a child that spins or dies is replaced by a new one for the rest."""
     folder = tmp_path_factory.mktemp("hostile")
-    try:
-        result = subprocess.run(
-            [sys.executable, "-c", SCRIPT, str(folder), str(LIMIT)],
-            capture_output=True,
-            text=True,
-            timeout=LIMIT * 12 + 120,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-            preexec_fn=limit_memory,
-        )
-        stdout, stderr = result.stdout, result.stderr
-    except subprocess.TimeoutExpired as expired:  # a load stuck in C code: killed
-        stdout, stderr = expired.stdout or "", "timed out"
-        stdout = stdout.decode() if isinstance(stdout, bytes) else stdout
+    left = [f"{case}/{loader}" for case in EXPECTED for loader in LOADERS[case]]
     found: dict = {}
-    for line in stdout.splitlines():
-        if line.startswith("{"):
-            found.update(json.loads(line))
-    if not found:
-        raise AssertionError(f"the child loaded no file: {stderr[-3000:]}")
-    return found  # a case missing here crashed the child or ran out of time or memory
+    for _ in range(len(left)):
+        if not left:
+            break
+        try:
+            result = subprocess.run(
+                [sys.executable, "-c", SCRIPT, str(folder), str(LIMIT), *left],
+                capture_output=True,
+                text=True,
+                timeout=LIMIT + 180,  # Keras loads in the child first
+                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                preexec_fn=limit_memory,
+            )
+            stdout, stderr = result.stdout, result.stderr
+        except subprocess.TimeoutExpired as expired:
+            stdout = expired.stdout or ""
+            stdout, stderr = (stdout.decode() if isinstance(stdout, bytes) else stdout), ""
+        for line in stdout.splitlines():
+            if line.startswith("{"):
+                found.update(json.loads(line))
+        if left[0] not in found:  # the child died on it (memory) or before it
+            found[left[0]] = {"refused": False, "message": f"the child died: {stderr[-300:]}"}
+        left = [key for key in left if key not in found]
+    return found
 
 
 PENDING = pytest.mark.xfail(reason="core fix pending", strict=False)
@@ -175,16 +185,22 @@ EXPECTED = {
     "w-1e30": ("GInfinity", "1e+30"),
 }
 ALREADY = {"depth-1e9-float"}  # refused today (a float is not an integer): kept as a guard
+# The keras loader goes through the same from_config: tried where it differs (weights)
+LOADERS = {case: ("gdeeper",) for case in EXPECTED}
+LOADERS["w-1e30"] = LOADERS["depth-1e9-float"] = ("gdeeper", "keras")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loader", ["gdeeper", "keras"])
 @pytest.mark.parametrize(
-    "case", [c if c in ALREADY else pytest.param(c, marks=PENDING) for c in EXPECTED]
+    "key",
+    [
+        key if key.split("/")[0] in ALREADY else pytest.param(key, marks=PENDING)
+        for key in (f"{case}/{loader}" for case in EXPECTED for loader in LOADERS[case])
+    ],
 )
-def test_a_hostile_model_file_is_refused_at_once_in_one_line(outcomes, case, loader):
-    crashed = {"refused": False, "message": "the child died (memory, time) while loading it"}
-    outcome = outcomes.get(f"{case}/{loader}", crashed)
+def test_a_hostile_model_file_is_refused_at_once_in_one_line(outcomes, key):
+    case, loader = key.split("/")
+    outcome = outcomes[key]
     assert outcome["refused"], f"{case} via {loader}: {outcome['message']}"
     message = outcome["message"]
     first = message.split("\n")[0]

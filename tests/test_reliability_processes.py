@@ -64,6 +64,17 @@ def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: 
         time.sleep(0.05)
 
 
+def wait_for_lock(process: subprocess.Popen, run_dir: Path, timeout: float = 60) -> None:
+    """Until `process` holds the run's lock (a state, not a guessed delay)."""
+    from gdeeper.runner.lock import held_elsewhere
+
+    deadline = time.monotonic() + timeout
+    while not held_elsewhere(run_dir):
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"{run_dir} was not locked within {timeout} s"
+        time.sleep(0.01)
+
+
 def steps(run_dir: Path) -> list[int]:
     with (run_dir / "metrics.csv").open() as handle:
         return [int(row["step"]) for row in csv.DictReader(handle)]
@@ -76,9 +87,9 @@ def test_two_resumes_at_once_and_sigterm_lose_and_duplicate_nothing(tmp_path):
     first.send_signal(signal.SIGKILL)  # the manifest still says "running"
     first.communicate()
 
-    # 1: two resumes 0.5 s apart (the first is still importing Keras): the second is refused
+    # 1: two resumes, the second while the first holds the lock and still imports Keras
     resumed = start("--resume", run_dir, cwd=tmp_path)
-    time.sleep(0.5)
+    wait_for_lock(resumed, run_dir)
     started = time.monotonic()
     second = run("--resume", run_dir, cwd=tmp_path, timeout=60)
     assert time.monotonic() - started < 20
@@ -130,10 +141,11 @@ def test_a_finished_run_without_summary_is_finalized_by_resume(tmp_path):
 def test_a_stop_while_keras_loads_leaves_no_empty_run_directory(tmp_path, sig, code):
     out = tmp_path / "outputs"
     process = start("xor", "--steps", "200", "--out", out, cwd=tmp_path)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not any((out / "xor").glob("*")) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the run directory exists: the session has started
-    time.sleep(0.3)
+        time.sleep(0.02)  # the run directory exists
+    (run_dir,) = (out / "xor").iterdir()
+    wait_for_lock(process, run_dir)  # the session holds it: Keras is loading now
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
