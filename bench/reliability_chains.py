@@ -333,7 +333,36 @@ def chains(gdeeper, root: Path, env):
     yield "sigint-exit-130", sigint_exits_130
     yield "stop-while-keras-loads-no-empty-dir", stop_while_keras_loads_leaves_nothing
     yield "two-runs-same-second-two-dirs", two_runs_in_the_same_second_get_two_directories
+
+    def sigterm_to_sweep_driver_stops_everything() -> str:
+        sweep = folder / "sweep-term"
+        sweep.mkdir()
+        (sweep / "spec.yaml").write_text(
+            "name: t\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+        )
+        driver = _start(["sweep", "spec.yaml", "--steps", "100000"], sweep, env)
+        deadline = time.monotonic() + 120
+        while not list(sweep.glob("outputs/sweeps/t/*/runs/*/checkpoint/state.json")):
+            if driver.poll() is not None or time.monotonic() > deadline:
+                driver.kill()
+                return "no run checkpointed"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGTERM)
+        try:
+            driver.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            driver.communicate()
+            return "the driver did not stop within 120 s"
+        if driver.returncode != 143:
+            return f"exit {driver.returncode}, expected 143"
+        found = list(sweep.glob("outputs/sweeps/t/*/runs/*/manifest.json"))
+        found += list(sweep.glob("outputs/sweeps/t/*/manifest.json"))
+        statuses = {json.loads(path.read_text())["exit_status"] for path in found}
+        return "" if statuses == {"interrupted"} else f"statuses {statuses}"
+
     yield "killed-sweep-driver-no-orphans", killed_sweep_driver_leaves_no_trainer
+    yield "sigterm-to-sweep-driver-exit-143", sigterm_to_sweep_driver_stops_everything
     for process in live.values():
         process.kill()
 

@@ -212,3 +212,33 @@ def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
         again = run("--resume", str(run_dir), "--json", cwd=tmp_path, timeout=120)
         assert again.returncode == 1 and "DepthLimitError" in again.stderr
         assert json.loads(again.stdout)["status"] == "failed"  # written whole before the exit
+
+
+def test_a_sigterm_to_the_sweep_driver_stops_its_trainers_in_order(tmp_path):
+    """SIGTERM to the driver alone (a scheduler's stop): it left the driver waiting forever for
+    trainers that were never told. Now they get SIGTERM too: exit 143, everything interrupted,
+    within seconds."""
+    (tmp_path / "spec.yaml").write_text(
+        "name: t\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "gdeeper", "sweep", "spec.yaml", "--steps", "100000"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("outputs/sweeps/t/*/runs/*/checkpoint/state.json")):
+        assert driver.poll() is None, driver.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no run checkpointed within 120 s"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 143, stderr[-2000:]
+    manifests = list(tmp_path.glob("outputs/sweeps/t/*/runs/*/manifest.json"))
+    manifests += list(tmp_path.glob("outputs/sweeps/t/*/manifest.json"))
+    statuses = {json.loads(m.read_text())["exit_status"] for m in manifests}
+    assert statuses == {"interrupted"}, statuses
