@@ -52,7 +52,7 @@ def argument_cases(Case) -> list:
         ("epochs-for-xor", [*xor, "--epochs", "3"], r"--epochs applies to the image"),
         ("data-for-xor", [*xor, "--data", "x.npz"], r"--data applies to the image"),
         ("active-for-digits", ["train", "digits", "--active", "3"], r"--active applies to"),
-        ("experiment-unknown", ["train", "spirals"], r"unknown experiment 'spirals'"),
+        ("experiment-unknown", ["train", "spiralz"], r"unknown experiment .spiralz."),
         ("experiment-none", ["train"], r"no experiment given"),
         ("resume-with-config", ["train", "--resume", "r", "-c", "x.yaml"], r"only --steps"),
         ("resume-with-set", ["train", "--resume", "r", "--set", "seed=1"], r"only --steps"),
