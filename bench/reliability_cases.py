@@ -96,7 +96,7 @@ def argument_cases(Case) -> list:
         ("set-long-value", [*xor, "--set", "model.units=" + "x" * 20000], r"\.\.\."),
         ("option-unknown", ["train", "--bogus"], r"No such option: --bogus"),
         ("command-unknown", ["bogus"], r"No such command 'bogus'"),
-        ("sweep-no-spec", ["sweep"], r"give a sweep spec"),
+        ("sweep-spec-missing", ["sweep", "nowhere.yaml"], r"config file not found: nowhere.yaml"),
         ("sweep-workers-0", ["sweep", "x.yaml", "--workers", "0"], r"--workers must be >= 1"),
         ("sweep-workers-text", ["sweep", "--workers", "many"], r"Invalid value for '--workers'"),
         ("sweep-resume-cwd", ["sweep", "--resume", "."], r"is not a sweep directory"),
