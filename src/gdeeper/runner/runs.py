@@ -3,12 +3,21 @@
 Everything is read from the files a run writes (rundir.py): config.yaml (raw YAML: a run of an
 experiment that is no longer installed is still listed), manifest.json (sessions, exit status),
 summary.json (final values) and, for a run without a summary yet, metrics.csv's last row.
-Nothing is written and no lock is taken: listing never disturbs a training run.
+Nothing is written and no lock is kept: listing never disturbs a training run.
+
+The files are read as untrusted input (`read_run_files`): a value of the wrong type, NaN where
+a whole number belongs, undecodable bytes, a file that is not a JSON object make the run
+"damaged", listed with a short reason; they never stop the listing. Whether a run is training
+is asked of its lock (`lock.held_elsewhere`), not of the pid in its manifest (pids are reused).
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +27,7 @@ from pydantic_core import PydanticUndefined
 from gdeeper.config import ConfigError, read_yaml
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
+from gdeeper.runner.lock import held_elsewhere
 from gdeeper.runner.processes import live_trainer
 
 # manifest exit_status -> what `gdeeper runs` shows
@@ -56,45 +66,189 @@ def find_runs(root: str | Path) -> list[Path]:
         raise ConfigError(f"{root} does not exist")
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
-    found = []
-    for folder, subfolders, _ in os.walk(root):
-        path = Path(folder)
-        if rd.is_run_dir(path):
+    found = walk_dirs(root, rd.is_run_dir)
+    return sorted(found, key=lambda p: (_text(_manifest(p).get("start")) or "", p.name))
+
+
+def _is(test: Callable[[Path], bool], path: Path) -> bool:
+    try:
+        return test(path)
+    except OSError:  # a name too long for the system, a folder without permission
+        return False
+
+
+def walk_dirs(root: Path, is_target: Callable[[Path], bool]) -> list[Path]:
+    """The folders under `root` (itself included) for which `is_target` holds, not looking
+    inside them, in name order. Iterative (a folder 3,000 levels deep is no RecursionError),
+    follows symbolic links (a linked run is listed) but visits each real folder once (a link
+    cycle ends), and skips what it cannot read."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [Path(root)]
+    while stack:
+        path = stack.pop()
+        try:
+            info = os.stat(path)  # follows a link; one lookup in the kernel, not per component
+        except (OSError, ValueError):
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        if _is(is_target, path):
             found.append(path)
-            subfolders[:] = []  # a run holds no runs (checkpoint/, plots/)
-        else:
-            subfolders.sort()
-    return sorted(found, key=lambda p: (_manifest(p).get("start") or "", p.name))
+            continue
+        try:
+            with os.scandir(path) as entries:
+                children = sorted(e.name for e in entries if _is(lambda _, e=e: e.is_dir(), path))
+        except OSError:
+            continue
+        stack.extend(path / name for name in reversed(children))
+    return found
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a text"}
+    names.update({list: "a list", dict: "an object", type(None): "null"})
+    return names.get(type(value), type(value).__name__)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclasses.dataclass
+class RunFiles:
+    """A run's files as read, with what is wrong with them (`problems`, short lines)."""
+
+    manifest: dict
+    config: dict
+    summary: dict | None
+    problems: list[str]
+
+
+def _read_object(path: Path, problems: list[str], missing_ok: bool) -> dict | None:
+    try:
+        data = read_json(path)
+    except FileNotFoundError:
+        if not missing_ok:
+            problems.append(f"{path.name} is missing")
+        return None
+    except (OSError, ValueError, RecursionError) as error:
+        reason = " ".join(str(error).split())[:60]
+        problems.append(f"{path.name} is unreadable ({reason})")
+        return None
+    if not isinstance(data, dict):
+        problems.append(f"{path.name} is not a JSON object ({_kind(data)})")
+        return None
+    return data
+
+
+def _checked_manifest(data: dict | None, problems: list[str]) -> dict:
+    if data is None:
+        return {}
+    manifest = dict(data)
+    for key in ("start", "end", "exit_status", "experiment"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            problems.append(f"manifest.json: {key!r} is {_kind(manifest[key])}")
+            manifest[key] = None
+    sessions = manifest.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
+        problems.append("manifest.json: 'sessions' is not a list of objects")
+        sessions = []
+    manifest["sessions"] = sessions
+    return manifest
+
+
+def _checked_summary(data: dict | None, problems: list[str]) -> dict | None:
+    if data is None:
+        return None
+    summary = dict(data)
+    for section in ("final", "best"):
+        values = summary.get(section)
+        if values is None:
+            summary[section] = {}
+            continue
+        if not isinstance(values, dict):
+            problems.append(f"summary.json: {section!r} is {_kind(values)}")
+            summary[section] = {}
+            continue
+        kept = {}
+        for key, value in values.items():
+            number = _finite(value)
+            if number is None and value is not None and not _is_nan(value):
+                problems.append(f"summary.json: {section}.{key} is not a number")
+            elif number is not None:
+                kept[key] = number
+        summary[section] = kept
+    step = summary["final"].get("step")
+    stated = isinstance(data.get("final"), dict) and "step" in data["final"]
+    if stated and (step is None or not step.is_integer() or step < 0):
+        problems.append("summary.json: final.step is not a whole number")
+        summary["final"].pop("step", None)
+    if summary.get("status") is not None and not isinstance(summary["status"], str):
+        problems.append("summary.json: 'status' is not a text")
+        summary["status"] = None
+    return summary
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def read_run_files(run_dir: str | Path) -> RunFiles:
+    """manifest.json, config.yaml and summary.json of `run_dir`, checked for type: never
+    raises for what is in them (see the module doc)."""
+    run_dir = Path(run_dir)
+    problems: list[str] = []
+    manifest = _checked_manifest(
+        _read_object(run_dir / rd.MANIFEST_FILE, problems, missing_ok=False), problems
+    )
+    try:
+        config = flatten(read_yaml(run_dir / rd.CONFIG_FILE))
+    except ConfigError as error:
+        problems.append(" ".join(str(error).split())[:100])
+        config = {}
+    except RecursionError:
+        problems.append("config.yaml is nested too deeply")
+        config = {}
+    if config.get("experiment") is not None and not isinstance(config["experiment"], str):
+        problems.append(f"config.yaml: 'experiment' is {_kind(config['experiment'])}")
+        config.pop("experiment")
+    summary = _checked_summary(
+        _read_object(run_dir / rd.SUMMARY_FILE, problems, missing_ok=True), problems
+    )
+    return RunFiles(manifest, config, summary, problems)
 
 
 def _manifest(run_dir: Path) -> dict:
     try:
         manifest = read_json(run_dir / rd.MANIFEST_FILE)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
 
 
-def _summary(run_dir: Path) -> dict | None:
-    try:
-        summary = read_json(run_dir / rd.SUMMARY_FILE)
-    except (OSError, ValueError):
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
-def run_status(manifest: dict) -> str:
-    """finished, diverged, failed, interrupted, running (a live process on this host), or
+def run_status(manifest: dict, run_dir: Path | None = None) -> str:
+    """finished, diverged, failed, interrupted, running (its lock is held: a live session), or
     unknown (a session on another host, or no manifest)."""
-    exit_status = manifest.get("exit_status")
+    exit_status = _text(manifest.get("exit_status"))
+    live = held_elsewhere(run_dir) if run_dir is not None else None
+    if live:
+        return "running"
     if exit_status == "running":
-        if live_trainer(manifest) is not None:
+        if live is None and live_trainer(manifest) is not None:  # no lock to ask: the pid
             return "running"
-        sessions = manifest.get("sessions") or [{}]
+        sessions = [s for s in manifest.get("sessions") or [] if isinstance(s, dict)] or [{}]
         if sessions[-1].get("host") not in (None, _hostname()):
             return "unknown"  # cannot tell whether a process on another host is alive
         return "interrupted"  # that process died without a word (killed)
-    return STATUSES.get(exit_status, "unknown")
+    return STATUSES.get(exit_status or "", "unknown")
 
 
 def _hostname() -> str:
@@ -120,57 +274,82 @@ def experiment_defaults(name: str | None) -> dict[str, Any]:
     return flatten(merge_dicts(defaults, spec.defaults))
 
 
-def _final_from_metrics(run_dir: Path) -> dict:
-    _, rows = rd.read_metrics_rows(run_dir / rd.METRICS_FILE)
-    complete = [row for row in rows if None not in row.values()]
+def _final_from_metrics(run_dir: Path, problems: list[str]) -> dict:
+    try:
+        _, rows = rd.read_metrics_rows(run_dir / rd.METRICS_FILE)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        problems.append(f"metrics.csv is unreadable ({' '.join(str(error).split())[:60]})")
+        return {}
+    complete = [row for row in rows if None not in row.values() and None not in row]
     if not complete:
         return {}
     final = {}
     for key, text in complete[-1].items():
         try:
-            final[key] = float(text)
+            number = float(text)
         except (TypeError, ValueError):
             continue
+        if math.isfinite(number):
+            final[key] = number
+    step = final.get("step")
+    if step is not None and not (step.is_integer() and step >= 0):
+        final.pop("step")
     return final
 
 
 def describe_run(run_dir: str | Path, defaults: dict | None = None) -> dict:
     """One run as a flat record: id, path, experiment, status, settings (the config values that
-    differ from the experiment's defaults, seed always), final metrics and w per meta-layer."""
+    differ from the experiment's defaults, seed always), final metrics and w per meta-layer.
+    A run whose files are damaged has status "damaged" and `problem` says why (short)."""
     run_dir = Path(run_dir)
-    manifest = _manifest(run_dir)
-    try:
-        config = flatten(read_yaml(run_dir / rd.CONFIG_FILE))
-    except ConfigError:
-        config = {}
-    experiment = config.get("experiment") or manifest.get("experiment")
+    files = read_run_files(run_dir)
+    manifest, config, summary, problems = (
+        files.manifest,
+        files.config,
+        files.summary,
+        files.problems,
+    )
+    experiment = config.get("experiment") or _text(manifest.get("experiment"))
     if defaults is None:
         defaults = experiment_defaults(experiment)
-    settings = {
-        key: value
-        for key, value in config.items()
-        if key not in NOT_SETTINGS and (key == "seed" or defaults.get(key, object()) != value)
-    }
-    summary = _summary(run_dir)
-    final = dict(summary.get("final") or {}) if summary else _final_from_metrics(run_dir)
-    status = run_status(manifest)
+    settings = {}
+    for key, value in config.items():
+        if key in NOT_SETTINGS:
+            continue
+        try:
+            differs = key == "seed" or defaults.get(key, object()) != value
+        except Exception:  # a value that cannot be compared (a damaged config)
+            differs = True
+        if differs:
+            settings[key] = value
+    final = dict(summary["final"]) if summary else _final_from_metrics(run_dir, problems)
+    status = run_status(manifest, run_dir)
     if summary and status == "unknown":
-        status = STATUSES.get(summary.get("status"), "unknown")
+        status = STATUSES.get(_text(summary.get("status")) or "", "unknown")
+    if problems and status != "running":
+        status = "damaged"
     return {
         "id": run_dir.name,
         "path": str(run_dir),
         "experiment": experiment,
         "status": status,
-        "start": manifest.get("start"),
+        "problem": "; ".join(problems)[:200] if problems else None,
+        "start": _text(manifest.get("start")),
         "settings": settings,
         "steps": int(final["step"]) if "step" in final else None,
         # epochs only where a run is counted in epochs (a step-counted run's epoch is a validation)
-        "epochs": int(final["epoch"]) if "epoch" in final and "training.epochs" in config else None,
+        "epochs": _whole(final.get("epoch")) if "training.epochs" in config else None,
         "final": {key: final[key] for key in METRICS if key in final},
         "best_val_accuracy": (summary.get("best") or {}).get("val_accuracy") if summary else None,
         "w": {key[2:]: value for key, value in final.items() if key.startswith("w/")},
         "config": config,
     }
+
+
+def _whole(value: float | None) -> int | None:
+    if value is None or not value.is_integer():
+        return None
+    return int(value)
 
 
 def list_runs(root: str | Path) -> list[dict]:
@@ -180,7 +359,9 @@ def list_runs(root: str | Path) -> list[dict]:
     for run_dir in find_runs(root):
         try:
             experiment = read_yaml(run_dir / rd.CONFIG_FILE).get("experiment")
-        except ConfigError:
+        except (ConfigError, RecursionError):
+            experiment = None
+        if not isinstance(experiment, str):
             experiment = None
         if experiment not in cache:
             cache[experiment] = experiment_defaults(experiment)
@@ -244,7 +425,7 @@ def _started(path: Path) -> float:
     """When a run or sweep started (its manifest), else its manifest's modification time."""
     import datetime as dt
 
-    start = _manifest(path).get("start")
+    start = _text(_manifest(path).get("start"))
     try:
         return dt.datetime.fromisoformat(start).timestamp()
     except (TypeError, ValueError):
@@ -260,12 +441,7 @@ def newest(root: str | Path = "outputs") -> Path:
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"no runs to plot: {root} is not a folder (give a run or sweep path)")
-    found = []
-    for folder, subfolders, _ in os.walk(root):
-        path = Path(folder)
-        if rd.is_sweep_dir(path) or rd.is_run_dir(path):
-            found.append(path)
-            subfolders[:] = []
+    found = walk_dirs(root, lambda p: rd.is_sweep_dir(p) or rd.is_run_dir(p))
     if not found:
         raise ConfigError(f"no runs or sweeps under {root} (give a run or sweep path)")
     return max(found, key=lambda p: (_started(p), str(p)))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +59,9 @@ class SweepSpec(Section):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds):
-        if isinstance(seeds, int):
-            if seeds < 1:
-                raise ValueError("seeds must be a count >= 1 or a list of seeds")
-        elif not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise ValueError("seeds must be a non-empty list of distinct seeds >= 0")
+        problem = seeds_problem(seeds)
+        if problem:
+            raise ValueError(problem)
         return seeds
 
     def seed_list(self) -> list[int]:
@@ -88,16 +87,62 @@ class RunSpec:
     error: str | None = None
 
 
+MAX_RUNS = 10_000  # a sweep of more runs is a typo (`--seeds 4294967296` ran out of memory)
+
+
+def seeds_problem(seeds: int | list[int]) -> str | None:
+    """What is wrong with a seed count or list (None when nothing is)."""
+    from gdeeper.config import MAX_SEED
+
+    if isinstance(seeds, int):
+        if seeds < 1:
+            return f"a count of seeds must be >= 1, got {seeds}"
+        if seeds > MAX_RUNS:
+            return f"a count of seeds must be <= {MAX_RUNS}, got {seeds}"
+        return None
+    if len(seeds) > MAX_RUNS:
+        return f"at most {MAX_RUNS} seeds, got {len(seeds)}"
+    if not seeds:
+        return "the list of seeds is empty"
+    for seed in seeds:
+        if not 0 <= seed <= MAX_SEED:
+            return f"seed {seed} is out of range (0 to {MAX_SEED})"
+    twice = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if twice:
+        return f"seed {twice[0]} is listed twice (each seed gives one run per grid point)"
+    return None
+
+
 def parse_seeds(text: str) -> int | list[int]:
-    """`--seeds 3` (seeds 0, 1, 2) or `--seeds 0,4,7`."""
+    """`--seeds 3` (seeds 0, 1, 2) or `--seeds 0,4,7`; a one-line ConfigError naming --seeds."""
     try:
         if "," in text:
-            return [int(part) for part in text.split(",") if part.strip()]
-        return int(text)
+            seeds: int | list[int] = [int(part) for part in text.split(",") if part.strip()]
+        else:
+            seeds = int(text)
     except ValueError:
         raise ConfigError(
             f"--seeds expects a count or a comma list of seeds, got {text!r}"
         ) from None
+    problem = seeds_problem(seeds)
+    if problem:
+        raise ConfigError(f"--seeds {text}: {problem}")
+    return seeds
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,199}")
+
+
+def check_run_name(name: Any, where: str) -> str:
+    """A run's name is one safe path component (its run directory, log and config are named
+    after it inside the sweep directory): not `..`, no `/`, nothing a shell or a file system
+    would read otherwise. ConfigError (one line) for anything else."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(
+            f"{where}: run name {str(name)[:60]!r} is not a single safe path component "
+            "(letters, digits, _ . + -)"
+        )
+    return name
 
 
 def load_sweep_spec(path: str | Path, data: dict | None = None) -> SweepSpec:
@@ -112,7 +157,7 @@ def _run_name(keys: list[str], values: dict, seed: int) -> str:
     parts = []
     for key, last in zip(keys, lasts):
         label = last if lasts.count(last) == 1 else key.replace(".", "-")
-        parts.append(f"{label}-{rd.slug(values[key])}")
+        parts.append(f"{rd.slug(label)}-{rd.slug(values[key])}")
     parts.append(f"seed-{seed}")
     return "_".join(parts)
 
@@ -144,7 +189,16 @@ def expand(
     every point is refused the spec itself is wrong, and the first error is raised.
     """
     base = spec_config_path(spec, spec_path)
+    if "seed" in spec.set or any(key == "seed" for key, _ in overrides):
+        raise ConfigError(  # it would be overridden by every run's own seed, silently
+            "a sweep sets its runs' seeds with 'seeds' (or --seeds), not with set/--set seed"
+        )
     keys = list(spec.grid)
+    total = len(spec.seed_list())
+    for key in keys:
+        total *= len(spec.grid[key])
+    if total > MAX_RUNS:
+        raise ConfigError(f"the sweep has {total} runs (grid x seeds); at most {MAX_RUNS}")
     runs, names = [], set()
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
         values = dict(zip(keys, combo))
@@ -172,6 +226,30 @@ def read_sweep_spec(sweep_dir: Path) -> SweepSpec:
     data.pop("runs", None)
     data.pop("base_config", None)
     return load_sweep_spec(Path(sweep_dir) / rd.SWEEP_SPEC_FILE, data)
+
+
+def _stored_runs(sweep_dir: Path) -> list[dict]:
+    """The runs listed in a sweep directory's sweep.yaml, checked: each an object with a safe,
+    distinct `name` and its `values` (a name such as `../../x` would put a run directory and
+    a log outside the sweep)."""
+    path = Path(sweep_dir) / rd.SWEEP_SPEC_FILE
+    stored = read_yaml(path).get("runs") or []
+    where = f"cannot resume: {path}"
+    if not isinstance(stored, list):
+        raise ConfigError(f"{where}: 'runs' is not a list")
+    names: set[str] = set()
+    for number, item in enumerate(stored, 1):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{where}: run {number} is not a mapping")
+        name = check_run_name(item.get("name"), where)
+        if name in names:
+            raise ConfigError(f"{where}: run name {name!r} is listed twice")
+        names.add(name)
+        if not isinstance(item.get("values"), dict):
+            raise ConfigError(f"{where}: run {name!r} has no 'values' mapping")
+        if item.get("invalid") is not None and not isinstance(item["invalid"], str):
+            raise ConfigError(f"{where}: run {name!r}: 'invalid' is not a text")
+    return stored
 
 
 @dataclasses.dataclass
@@ -203,8 +281,7 @@ def plan_sweep(
             raise ConfigError("a resumed sweep keeps its spec: drop SPEC, --seeds and --set")
         spec = read_sweep_spec(sweep_dir)
         runs = []
-        stored = read_yaml(sweep_dir / rd.SWEEP_SPEC_FILE).get("runs") or []
-        for item in stored:
+        for item in _stored_runs(sweep_dir):
             if item.get("invalid"):  # refused when the sweep was planned: recorded again
                 runs.append(RunSpec(item["name"], item["values"], None, error=item["invalid"]))
                 continue

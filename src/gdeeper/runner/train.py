@@ -23,9 +23,9 @@ from gdeeper.config import BACKENDS, ConfigError, RunConfig, config_checksum, du
 from gdeeper.experiments import get_experiment
 from gdeeper.files import clean_json, read_json, write_json_atomic
 from gdeeper.runner import rundir as rd
+from gdeeper.runner import signals
 from gdeeper.runner.lock import (
     LOCK_FILE,
-    Terminated,
     handle_sigterm,
     holds_lock,
     lock_run_dir,
@@ -107,13 +107,12 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         config, state = point.config, point.state
         summary_path = run_dir / rd.SUMMARY_FILE
         if point.finished and summary_path.exists():
-            try:
-                previous = read_json(summary_path)
-            except (OSError, ValueError):
-                previous = None  # damaged: the session writes a new one
-            if not isinstance(previous, dict):
-                previous = None
-            elif previous.get("status") == "completed" and previous.get("steps") == state["step"]:
+            previous = _previous_summary(summary_path)
+            if (
+                previous is not None
+                and previous.get("status") == "completed"
+                and previous.get("steps") == state["step"]
+            ):
                 return previous
     prepare_backend(config.backend)
     prepare_experiment(config)  # e.g. the dataset: a run that cannot start writes nothing
@@ -124,6 +123,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
 
     try:
         keras = import_keras_quietly()  # without the backend's INFO lines on stderr
+        signals.check()  # a stop that Python dropped while Keras loaded (a GC callback)
         import gdeeper
 
         gdeeper.load_keras_objects()
@@ -176,6 +176,24 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
     return summary
 
 
+def _previous_summary(path: Path) -> dict | None:
+    """The run's summary.json when it is whole and well typed (what a finished run's resume
+    returns as is); None when it is damaged: the session writes a new one."""
+    from gdeeper.runner.runs import _checked_summary
+
+    try:
+        data = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    problems: list[str] = []
+    _checked_summary(data, problems)
+    if problems or not isinstance(data.get("exit_code"), int) or "run_dir" not in data:
+        return None
+    return data
+
+
 def make_run_dir(run_dir: Path) -> None:
     """Create the new run directory (its parents too); one-line ConfigError if it exists or
     cannot be created (a file on the way, no permission)."""
@@ -195,8 +213,9 @@ def make_run_dir(run_dir: Path) -> None:
 def _stopped_early(run_dir: Path, resume: bool, stop: BaseException) -> dict:
     """The summary (not written) of a session stopped before training: a new run directory
     that holds nothing yet is removed."""
-    code = 143 if isinstance(stop, Terminated) else 130
-    how = "terminated (SIGTERM)" if code == 143 else "interrupted"
+    code = signals.exit_code(stop)
+    signals.handled()
+    how = signals.describe(code)
     if resume:
         message = f"{how} before the session started; continue with --resume {run_dir}"
     else:
@@ -266,6 +285,7 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         )
         depth_cb = gdeeper.DepthCallback()
         callbacks = [depth_cb, *depth_signal(plan, signal), *plan.callbacks, recorder]
+        callbacks.append(_StopCheck())
         if progress:
             display = TrainProgress(plan, initial_epoch, console)
             callbacks.append(display)
@@ -292,10 +312,9 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
             plan.model.save(run_dir / rd.MODEL_FILE)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`, exit code 143)
         outcome.status = "interrupted"
-        how = "interrupted"
-        if isinstance(stop, Terminated):
-            outcome.exit_code, how = 143, "terminated (SIGTERM)"
-        outcome.message = f"{how}; continue with --resume {run_dir}"
+        outcome.exit_code = signals.exit_code(stop)
+        signals.handled()
+        outcome.message = f"{signals.describe(outcome.exit_code)}; continue with --resume {run_dir}"
     except FloatingPointError as error:  # w became NaN: raised by the depth control
         where = ""
         if outcome.recorder is not None:
@@ -319,6 +338,22 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         if depth_cb is not None:
             outcome.growth_log = depth_cb.growth_log
     return outcome
+
+
+def _StopCheck():
+    """A callback that raises a stop Python dropped inside a callback of its own (a SIGTERM
+    swallowed by JAX's GC callback is printed as "Exception ignored" and lost): at every
+    batch and validation, the session stops as if the signal had just arrived."""
+    import keras
+
+    class StopCheck(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            signals.check()
+
+        def on_epoch_end(self, epoch, logs=None):
+            signals.check()
+
+    return StopCheck()
 
 
 def runaway_w(error: BaseException, plan) -> str | None:

@@ -7,10 +7,13 @@ A subprocess per run gives each its own Keras/TensorFlow state and contains its 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,26 @@ from gdeeper.runner.display import SweepDisplay
 from gdeeper.runner.processes import default_workers, die_with_parent
 from gdeeper.runner.results import RunResult, failed_result
 from gdeeper.runner.sweep_spec import RunSpec
+
+_LIVE: set[subprocess.Popen] = set()  # the trainers running now (threads of run_local)
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_trainers(grace: float = 2.0) -> None:
+    """The driver was stopped: its trainers stop too. Ctrl-C in a terminal reached them already
+    (one process group), so they get `grace` seconds to end on their own; those still running
+    then get SIGTERM, an orderly stop (checkpoint, summary "interrupted", exit 143: `--resume`
+    continues them). A SIGTERM to the driver alone no longer leaves it waiting forever."""
+    deadline = time.monotonic() + grace
+    with _LIVE_LOCK:
+        running = list(_LIVE)
+    while running and time.monotonic() < deadline:
+        running = [p for p in running if p.poll() is None]
+        time.sleep(0.05)
+    for process in running:
+        if process.poll() is None:
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                process.send_signal(signal.SIGTERM)
 
 
 def execute_run(spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) -> RunResult:
@@ -49,12 +72,17 @@ def execute_run(spec: RunSpec, *, preexec_fn: Callable[[], None] | None = None) 
             text=True,
             preexec_fn=preexec_fn,
         )
+        with _LIVE_LOCK:
+            _LIVE.add(process)
         try:
             stdout, _ = process.communicate()
         except BaseException:
             process.kill()
             process.wait()
             raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(process)
         log.write(stdout)
     code = process.returncode
     for line in reversed(stdout.splitlines()):
@@ -125,6 +153,7 @@ def run_local(
         except BaseException:
             for future in pending:
                 future.cancel()
+            stop_trainers()  # else the pool below waits for trainers that were never told
             raise
         finally:
             display.close()
