@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "gdeeper"
 # the package's lazy `__init__` (the module `gdeeper`, matched exactly).
 LAYERS = {
     "core": ("gdeeper.core", "gdeeper.compat"),
-    "support": ("gdeeper.files", "gdeeper.config", "gdeeper.datasets"),
+    "support": ("gdeeper.files", "gdeeper.config", "gdeeper.datasets", "gdeeper.stderr"),
     "experiments": ("gdeeper.experiments",),
     "runner": ("gdeeper.runner",),
     "cli": ("gdeeper.cli", "gdeeper.__main__"),

@@ -235,18 +235,19 @@ def test_unwritable_out_is_one_line(tmp_path, monkeypatch):
 
 
 def test_a_manifest_that_cannot_be_replaced_is_rewritten_in_place(tmp_path, monkeypatch):
-    from gdeeper.runner import train as runner
+    from gdeeper.runner import manifest
+    from gdeeper.runner.manifest import write_json_best_effort
 
     def refuse(path, data):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(runner, "write_json_atomic", refuse)  # a folder made read-only
+    monkeypatch.setattr(manifest, "write_json_atomic", refuse)  # a folder made read-only
     path = tmp_path / "manifest.json"
     path.write_text("{}")
     warnings: list = []
-    assert runner._write_json_best_effort(path, {"exit_status": "failed"}, warnings)
+    assert write_json_best_effort(path, {"exit_status": "failed"}, warnings)
     assert json.loads(path.read_text()) == {"exit_status": "failed"} and warnings == []
-    assert not runner._write_json_best_effort(tmp_path / "no" / "x.json", {}, warnings)
+    assert not write_json_best_effort(tmp_path / "no" / "x.json", {}, warnings)
     assert warnings == ["cannot write x.json: Permission denied"]
 
 

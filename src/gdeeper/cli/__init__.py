@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gdeeper.cli import common
-from gdeeper.cli.common import check_backend, command_line, fail
+from gdeeper.cli.common import check_backend, command_line, fail, mlflow_target
 from gdeeper.cli.data import data_app
 from gdeeper.cli.runs import compare, runs
 from gdeeper.cli.sweep import sweep
@@ -222,7 +222,7 @@ def train(
                 target = fresh_run_path(out / resolved.experiment, label)
         runner.prepare_backend(resolved.backend)
         runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
-        tracking = _mlflow_target(mlflow, mlflow_uri, out, resume)  # checked: one line
+        tracking = mlflow_target(mlflow, mlflow_uri, out, resume)  # checked: one line
         if resume is None and run_dir is None:  # created atomically: a same-second twin gets -2
             from gdeeper.runner.rundir import create_run_dir
 
@@ -269,31 +269,6 @@ def train(
         kept = f" (files kept in {target})" if Path(target).is_dir() else ""
         typer.echo(f"gdeeper: {message}{kept}", err=True)
     raise typer.Exit(summary["exit_code"])
-
-
-def _mlflow_target(flag: bool, uri: str | None, out: Path, resume: Path | None = None):
-    """--mlflow / --mlflow-uri, or the sweep's store that a sweep's run gets in its environment;
-    on --resume, the run's own MLflow run (mlflow.json) without any of them. Checked before
-    anything is written. MLflow is imported only here, and only when asked for (or used)."""
-    from gdeeper.runner import mlflow_log
-
-    asked = flag or uri or os.environ.get(mlflow_log.URI_ENV)
-    if resume is None and not asked:
-        return None
-    target = mlflow_log.target_from(flag, uri, out, dict(os.environ)) if asked else None
-    if resume is not None:
-        target = mlflow_log.resume_target(resume, target)  # a damaged mlflow.json: one line
-    if target is not None:
-        try:
-            mlflow_log.connect(target)
-        except ConfigError as error:
-            if asked:
-                raise
-            raise ConfigError(  # the implicit continuation of the run's MLflow run
-                f"{error}; {resume} logged to MLflow ({mlflow_log.RUN_FILE}): fix the store, "
-                f"or delete {mlflow_log.RUN_FILE} to resume without MLflow"
-            ) from None
-    return target
 
 
 app.command()(sweep)  # cli/sweep.py

@@ -69,7 +69,7 @@ def user_code(what: str):
     stdout carries only its result, e.g. `--json`), the backend's load-time log lines are
     filtered (a module that imports Keras at its top), and `sys.exit()` becomes a
     `UserCodeError` naming `what` instead of ending gdeeper silently with a run left "running"."""
-    from gdeeper.runner.processes import quiet_backend_load
+    from gdeeper.stderr import quiet_backend_load
 
     try:
         with quiet_backend_load(), contextlib.redirect_stdout(sys.stderr):

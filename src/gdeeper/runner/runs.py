@@ -14,7 +14,6 @@ is asked of its lock (`lock.held_elsewhere`), not of the pid in its manifest (pi
 from __future__ import annotations
 
 import csv
-import dataclasses
 import math
 import os
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
 from gdeeper.runner.lock import held_elsewhere
 from gdeeper.runner.processes import live_trainer
+from gdeeper.runner.run_files import flatten, read_run_files, text_or_none
 
 # manifest exit_status -> what `gdeeper runs` shows
 STATUSES = {
@@ -43,21 +43,6 @@ NOT_SETTINGS = ("experiment", "backend")
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}."""
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json")
-    if not isinstance(data, dict):
-        return {prefix[:-1]: data} if prefix else {}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, (dict, BaseModel)):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def find_runs(root: str | Path) -> list[Path]:
     """Every run directory under `root` (or `root` itself), sweeps' runs included, oldest
     first by their start time (the directory name when the manifest has none)."""
@@ -67,7 +52,7 @@ def find_runs(root: str | Path) -> list[Path]:
     if not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
     found = walk_dirs(root, rd.is_run_dir)
-    return sorted(found, key=lambda p: (_text(_manifest(p).get("start")) or "", p.name))
+    return sorted(found, key=lambda p: (text_or_none(_manifest(p).get("start")) or "", p.name))
 
 
 def _is(test: Callable[[Path], bool], path: Path) -> bool:
@@ -106,126 +91,6 @@ def walk_dirs(root: Path, is_target: Callable[[Path], bool]) -> list[Path]:
     return found
 
 
-def _kind(value: Any) -> str:
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a text"}
-    names.update({list: "a list", dict: "an object", type(None): "null"})
-    return names.get(type(value), type(value).__name__)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-@dataclasses.dataclass
-class RunFiles:
-    """A run's files as read, with what is wrong with them (`problems`, short lines)."""
-
-    manifest: dict
-    config: dict
-    summary: dict | None
-    problems: list[str]
-
-
-def _read_object(path: Path, problems: list[str], missing_ok: bool) -> dict | None:
-    try:
-        data = read_json(path)
-    except FileNotFoundError:
-        if not missing_ok:
-            problems.append(f"{path.name} is missing")
-        return None
-    except (OSError, ValueError, RecursionError) as error:
-        reason = " ".join(str(error).split())[:60]
-        problems.append(f"{path.name} is unreadable ({reason})")
-        return None
-    if not isinstance(data, dict):
-        problems.append(f"{path.name} is not a JSON object ({_kind(data)})")
-        return None
-    return data
-
-
-def _checked_manifest(data: dict | None, problems: list[str]) -> dict:
-    if data is None:
-        return {}
-    manifest = dict(data)
-    for key in ("start", "end", "exit_status", "experiment"):
-        if manifest.get(key) is not None and not isinstance(manifest[key], str):
-            problems.append(f"manifest.json: {key!r} is {_kind(manifest[key])}")
-            manifest[key] = None
-    sessions = manifest.get("sessions", [])
-    if not isinstance(sessions, list) or not all(isinstance(s, dict) for s in sessions):
-        problems.append("manifest.json: 'sessions' is not a list of objects")
-        sessions = []
-    manifest["sessions"] = sessions
-    return manifest
-
-
-def _checked_summary(data: dict | None, problems: list[str]) -> dict | None:
-    if data is None:
-        return None
-    summary = dict(data)
-    for section in ("final", "best"):
-        values = summary.get(section)
-        if values is None:
-            summary[section] = {}
-            continue
-        if not isinstance(values, dict):
-            problems.append(f"summary.json: {section!r} is {_kind(values)}")
-            summary[section] = {}
-            continue
-        kept = {}
-        for key, value in values.items():
-            number = _finite(value)
-            if number is None and value is not None and not _is_nan(value):
-                problems.append(f"summary.json: {section}.{key} is not a number")
-            elif number is not None:
-                kept[key] = number
-        summary[section] = kept
-    step = summary["final"].get("step")
-    stated = isinstance(data.get("final"), dict) and "step" in data["final"]
-    if stated and (step is None or not step.is_integer() or step < 0):
-        problems.append("summary.json: final.step is not a whole number")
-        summary["final"].pop("step", None)
-    if summary.get("status") is not None and not isinstance(summary["status"], str):
-        problems.append("summary.json: 'status' is not a text")
-        summary["status"] = None
-    return summary
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and not math.isfinite(value)
-
-
-def read_run_files(run_dir: str | Path) -> RunFiles:
-    """manifest.json, config.yaml and summary.json of `run_dir`, checked for type: never
-    raises for what is in them (see the module doc)."""
-    run_dir = Path(run_dir)
-    problems: list[str] = []
-    manifest = _checked_manifest(
-        _read_object(run_dir / rd.MANIFEST_FILE, problems, missing_ok=False), problems
-    )
-    try:
-        config = flatten(read_yaml(run_dir / rd.CONFIG_FILE))
-    except ConfigError as error:
-        problems.append(" ".join(str(error).split())[:100])
-        config = {}
-    except RecursionError:
-        problems.append("config.yaml is nested too deeply")
-        config = {}
-    if config.get("experiment") is not None and not isinstance(config["experiment"], str):
-        problems.append(f"config.yaml: 'experiment' is {_kind(config['experiment'])}")
-        config.pop("experiment")
-    summary = _checked_summary(
-        _read_object(run_dir / rd.SUMMARY_FILE, problems, missing_ok=True), problems
-    )
-    return RunFiles(manifest, config, summary, problems)
-
-
 def _manifest(run_dir: Path) -> dict:
     try:
         manifest = read_json(run_dir / rd.MANIFEST_FILE)
@@ -237,7 +102,7 @@ def _manifest(run_dir: Path) -> dict:
 def run_status(manifest: dict, run_dir: Path | None = None) -> str:
     """finished, diverged, failed, interrupted, running (its lock is held: a live session), or
     unknown (a session on another host, or no manifest)."""
-    exit_status = _text(manifest.get("exit_status"))
+    exit_status = text_or_none(manifest.get("exit_status"))
     live = held_elsewhere(run_dir) if run_dir is not None else None
     if live:
         return "running"
@@ -309,7 +174,7 @@ def describe_run(run_dir: str | Path, defaults: dict | None = None) -> dict:
         files.summary,
         files.problems,
     )
-    experiment = config.get("experiment") or _text(manifest.get("experiment"))
+    experiment = config.get("experiment") or text_or_none(manifest.get("experiment"))
     if defaults is None:
         defaults = experiment_defaults(experiment)
     settings = {}
@@ -325,7 +190,7 @@ def describe_run(run_dir: str | Path, defaults: dict | None = None) -> dict:
     final = dict(summary["final"]) if summary else _final_from_metrics(run_dir, problems)
     status = run_status(manifest, run_dir)
     if summary and status == "unknown":
-        status = STATUSES.get(_text(summary.get("status")) or "", "unknown")
+        status = STATUSES.get(text_or_none(summary.get("status")) or "", "unknown")
     if problems and status != "running":
         status = "damaged"
     return {
@@ -334,7 +199,7 @@ def describe_run(run_dir: str | Path, defaults: dict | None = None) -> dict:
         "experiment": experiment,
         "status": status,
         "problem": "; ".join(problems)[:200] if problems else None,
-        "start": _text(manifest.get("start")),
+        "start": text_or_none(manifest.get("start")),
         "settings": settings,
         "steps": int(final["step"]) if "step" in final else None,
         # epochs only where a run is counted in epochs (a step-counted run's epoch is a validation)
@@ -425,7 +290,7 @@ def _started(path: Path) -> float:
     """When a run or sweep started (its manifest), else its manifest's modification time."""
     import datetime as dt
 
-    start = _text(_manifest(path).get("start"))
+    start = text_or_none(_manifest(path).get("start"))
     try:
         return dt.datetime.fromisoformat(start).timestamp()
     except (TypeError, ValueError):

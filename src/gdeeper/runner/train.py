@@ -8,20 +8,18 @@ appends the metrics row and writes the checkpoint (atomically) after every valid
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from gdeeper.config import BACKENDS, ConfigError, RunConfig, config_checksum, dump_yaml, save_config
+from gdeeper.config import BACKENDS, ConfigError, RunConfig, save_config
 from gdeeper.experiments import get_experiment
-from gdeeper.files import clean_json, read_json, write_json_atomic
+from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
 from gdeeper.runner import signals
 from gdeeper.runner.lock import (
@@ -32,6 +30,7 @@ from gdeeper.runner.lock import (
     release_run_dir,
     restore_sigterm,
 )
+from gdeeper.runner.manifest import finish_manifest, start_manifest, write_json_best_effort
 from gdeeper.runner.plot import plot_path
 from gdeeper.runner.processes import import_keras_quietly
 from gdeeper.runner.resume import load_resume_point, target_epochs, target_steps
@@ -129,7 +128,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         gdeeper.load_keras_objects()
         config = config.model_copy(update={"backend": keras.backend.backend()})
         started = time.perf_counter()
-        manifest = _start_manifest(run_dir, config, command, resume)
+        manifest = start_manifest(run_dir, config, command, resume)
         save_config(config, run_dir / rd.CONFIG_FILE)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM while Keras loads: nothing to keep
         return _stopped_early(run_dir, resume, stop)
@@ -154,7 +153,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
             "summary.json of the completed run kept; this session's failure is in manifest.json"
         )  # a failed resume does not unfinish a finished run
     else:
-        _write_json_best_effort(run_dir / rd.SUMMARY_FILE, summary, warnings)
+        write_json_best_effort(run_dir / rd.SUMMARY_FILE, summary, warnings)
     manifest["sessions"][-1].update(
         end=rd.now_iso(),
         wall_seconds=summary["wall_seconds"],
@@ -163,7 +162,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         end_step=summary.get("steps"),
         message=outcome.message or None,
     )
-    _finish_manifest(run_dir, manifest, warnings)
+    finish_manifest(run_dir, manifest, warnings)
     if outcome.status in ("completed", "diverged", "interrupted") and summary.get("steps"):
         try:
             plot_path(run_dir)
@@ -179,7 +178,7 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
 def _previous_summary(path: Path) -> dict | None:
     """The run's summary.json when it is whole and well typed (what a finished run's resume
     returns as is); None when it is damaged: the session writes a new one."""
-    from gdeeper.runner.runs import _checked_summary
+    from gdeeper.runner.run_files import checked_summary
 
     try:
         data = read_json(path)
@@ -188,7 +187,7 @@ def _previous_summary(path: Path) -> dict | None:
     if not isinstance(data, dict):
         return None
     problems: list[str] = []
-    _checked_summary(data, problems)
+    checked_summary(data, problems)
     if problems or not isinstance(data.get("exit_code"), int) or "run_dir" not in data:
         return None
     return data
@@ -223,22 +222,6 @@ def _stopped_early(run_dir: Path, resume: bool, stop: BaseException) -> dict:
             shutil.rmtree(run_dir, ignore_errors=True)
         message = f"{how} before training started; nothing was trained"
     return {"run_dir": str(run_dir), "status": "interrupted", "exit_code": code, "message": message}
-
-
-def _write_json_best_effort(path: Path, data: dict, warnings: list) -> bool:
-    """Write `path` atomically, else in place (a folder made read-only still lets an existing
-    file be rewritten); a failure becomes a warning, never a traceback."""
-    try:
-        write_json_atomic(path, data)
-        return True
-    except OSError as error:
-        first = error
-    try:
-        path.write_text(json.dumps(clean_json(data), indent=2, default=str) + "\n")
-        return True
-    except OSError:
-        warnings.append(f"cannot write {path.name}: {first.strerror or first}")
-        return False
 
 
 def _fit(config, run_dir: Path, state, resume, session, console, progress, tracking) -> Outcome:
@@ -380,56 +363,3 @@ def _load_checkpoint(path: Path):
     model = gdeeper.load_model(path)  # checks the archive and names the file in its errors
     gdeeper.update_depths(model)
     return model
-
-
-def _start_manifest(run_dir: Path, config, command, resume) -> dict:
-    path = run_dir / rd.MANIFEST_FILE
-    started_at = rd.now_iso()
-    if resume and path.exists():
-        manifest = read_json(path)
-        for old in manifest.get("sessions", []):
-            if old.get("exit_status") == "running":  # that process died without a word
-                old["exit_status"] = "killed"
-    else:
-        manifest = {
-            "experiment": config.experiment,
-            "run_id": run_dir.name,
-            "run_dir": str(run_dir.resolve()),
-            "command": command or [],
-            "seed": config.seed,
-            "backend": config.backend,
-            "versions": rd.versions(config.backend),
-            "host": socket.gethostname(),
-            **rd.platform_info(),
-            "start": started_at,
-            "end": None,
-            "wall_seconds": None,
-            "exit_status": "running",
-            "sessions": [],
-        }
-    manifest["sessions"].append(
-        {
-            "command": command or [],
-            "resume": bool(resume),
-            "start": started_at,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "backend": config.backend,
-            "exit_status": "running",
-        }
-    )
-    manifest["exit_status"] = "running"
-    checksum = config_checksum(dump_yaml(config))  # of config.yaml, written next
-    manifest["config_sha256"] = manifest["sessions"][-1]["config_sha256"] = checksum
-    write_json_atomic(path, manifest)
-    return manifest
-
-
-def _finish_manifest(run_dir: Path, manifest: dict, warnings: list) -> None:
-    sessions = manifest["sessions"]
-    last = sessions[-1]
-    manifest["end"] = last["end"]
-    manifest["exit_status"] = last["exit_status"]
-    manifest["exit_code"] = last["exit_code"]
-    manifest["wall_seconds"] = round(sum(s.get("wall_seconds") or 0 for s in sessions), 3)
-    _write_json_best_effort(run_dir / rd.MANIFEST_FILE, manifest, warnings)
