@@ -37,6 +37,16 @@ Rule = tuple[str, Callable[[object], bool]]
 FINITE_NUMBER: Rule = ("a finite number", is_finite_number)
 NUMBER_ABOVE_0: Rule = ("a number > 0", lambda value: is_number(value) and value > 0)
 INTEGER_FROM_1: Rule = ("an integer >= 1", lambda value: is_int(value) and value >= 1)
+# The most sub-layers (units) a meta-layer may hold: a model file asking for more is refused
+# before anything is allocated (a crafted config could otherwise spin allocating for minutes).
+MAX_DEPTH_LIMIT = 100_000
+MAX_UNITS_LIMIT = 1 << 20
+
+
+def integer_up_to(limit: int) -> Rule:
+    return (f"an integer in [1, {limit}]", lambda value: is_int(value) and 1 <= value <= limit)
+
+
 FRACTION: Rule = ("in [0, 1)", lambda value: is_number(value) and 0 <= value < 1)
 UNIT_INTERVAL: Rule = ("a number in [0, 1] (0: off)", lambda v: is_number(v) and 0 <= v <= 1)
 STEPS: Rule = ("an integer >= 0 (training steps)", lambda value: is_int(value) and value >= 0)

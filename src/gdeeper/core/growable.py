@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import random
 from collections.abc import Callable
 
@@ -168,6 +169,7 @@ class Growable(keras.layers.Layer):
         allocated, computed = (int(store[k]) if k in keys else None for k in self.DEPTH_KEYS)
         for index, variable in enumerate(own):
             variable.assign(store[str(index)])
+        self._check_loaded_w()
         before = (self.allocated_depth, self.computed_depth)
         self._restore_depth(self.read_w(), allocated, computed)
         if before != (self.allocated_depth, self.computed_depth) and self._owner is not None:
@@ -175,6 +177,18 @@ class Growable(keras.layers.Layer):
             # Keras loads the optimizer's state (after the layers') by position.
             self._owner(self)
         self._load_extra(store, keys)
+
+    def _check_loaded_w(self) -> None:
+        """Refuse a loaded `w` that is not finite or asks for more than the layer allows, in one
+        line, before anything is allocated for it."""
+        w = self.read_w()
+        limit = getattr(self, "max_depth", None) or getattr(self, "max_units", None)
+        needed = self.active_depth_for(w) if math.isfinite(w) else None
+        if needed is None or (limit is not None and needed > limit):
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}': the saved w={w:.6g} is not a finite value "
+                f"within its limit ({limit}); the file is damaged or not a gdeeper model"
+            )
 
     def _check_saved_keys(self, keys: set[str], own: list) -> None:
         """Raise if the saved state does not fit this layer's own variables."""

@@ -131,9 +131,8 @@ def load_model(
                 path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
             )
         except Exception as error:
-            raise ModelLoadError(
-                f"could not load the model in '{path}': {type(error).__name__}: {error}"
-            ) from error
+            line = _gdeeper_line(error) or f"{type(error).__name__}: {error}"
+            raise ModelLoadError(f"could not load the model in '{path}': {line}") from error
     lost = _unrestored_state(getattr(model, "optimizer", None), _skipped_optimizer_states(caught))
     if lost:
         name, has, saved = lost
@@ -145,6 +144,24 @@ def load_model(
     _replay(caught, ignore=(_SKIPPED_OPTIMIZER,))
     update_depths(model)
     return model
+
+
+# The first line of an error a gdeeper layer raises, possibly inside a Keras message.
+_OWN_ERROR = re.compile(r"^(\w+Error: )?(GInfinity|GrowingDense|GrowingConv2D) '")
+
+
+def _gdeeper_line(error: BaseException) -> str | None:
+    """The one line a gdeeper layer raised (it names the class and the value) inside what Keras
+    wraps it in: a TypeError naming `Functional`, or the ValueError listing every object that
+    could not be loaded. None if there is none."""
+    seen, current = set(), error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for line in str(current).splitlines():
+            if _OWN_ERROR.match(line.strip()):
+                return f"{type(current).__name__}: {line.strip()}"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def load_weights(model: keras.Model, path: str | os.PathLike, skip_mismatch: bool = False):

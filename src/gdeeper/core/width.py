@@ -26,10 +26,12 @@ from gdeeper.core.arguments import (
     FINITE_NUMBER_FROM_0,
     FRACTION,
     INTEGER_FROM_1,
+    MAX_UNITS_LIMIT,
     NUMBER_ABOVE_0,
     SEED,
     check,
     check_table,
+    integer_up_to,
     is_int,
 )
 from gdeeper.core.gate import delta, shifted_delta
@@ -78,7 +80,7 @@ class GrowingWidth(Growable):
                 ("group", group, INTEGER_FROM_1),
                 ("chunk", chunk, INTEGER_FROM_1),
                 ("w_init", w_init, FINITE_NUMBER),
-                ("max_units", max_units, INTEGER_FROM_1),
+                ("max_units", max_units, integer_up_to(MAX_UNITS_LIMIT)),
                 ("alpha", alpha, NUMBER_ABOVE_0),
                 ("lookahead", lookahead, FRACTION),
                 ("hysteresis", hysteresis, FRACTION),
