@@ -29,6 +29,7 @@ COLUMNS = [
     "val_accuracy",
     "seconds",
     *[f"{kind}/{name}" for name in LAYERS for kind in ("w", "depth", "allocated")],
+    *[f"{kind}/{name}" for name in LAYERS for kind in ("grad_data", "grad_penalty")],
 ]
 DIGITS_TRAIN, DIGITS_TEST = 1437, 360
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

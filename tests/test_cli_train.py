@@ -28,6 +28,8 @@ COLUMNS = [
     "w/g",
     "depth/g",
     "allocated/g",
+    "grad_data/g",  # the depth signal, on a fixed sample of the training data
+    "grad_penalty/g",
 ]
 
 

@@ -80,6 +80,12 @@ def test_a_stop_in_the_first_second_of_a_real_process(tmp_path, delay, sig, code
     if process.returncode == -sig:  # before Python ran a line of gdeeper: the OS default
         assert stderr == ""
         return
+    frames = [line for line in stderr.splitlines() if line.strip().startswith("File ")]
+    if sig == signal.SIGINT and process.returncode == 1 and not any("gdeeper" in f for f in frames):
+        # Python's own KeyboardInterrupt while the interpreter starts (runpy, importlib), before
+        # gdeeper's first line: a slow, loaded machine reaches that moment at 0.1 s
+        assert "KeyboardInterrupt" in stderr
+        return
     assert process.returncode == code, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gdeeper: "), stderr

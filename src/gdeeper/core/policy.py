@@ -84,7 +84,7 @@ def target_depth(
     level under the current depth. `extra` sub-layers beyond are computed too (the frontier)."""
     # The levels apply to the sub-layers w can open; the `extra` ones are computed on top.
     fresh = max(0, math.ceil(w + lookahead))
-    fresh_level = min(level(fresh, headroom, max_depth) + extra, max_depth)
+    fresh_level = level(fresh, headroom, max_depth) + extra
     if current is None:
         return fresh_level
     if w > current - extra - lookahead:  # w is about to cross the top active index: grow
