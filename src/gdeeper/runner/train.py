@@ -121,7 +121,13 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
         lock_run_dir(run_dir)
 
     try:
-        keras = import_keras_quietly()  # without the backend's INFO lines on stderr
+        try:
+            keras = import_keras_quietly()  # without the backend's INFO lines on stderr
+        except ImportError:
+            # Keras turns any error while it imports a dependency into an ImportError: a stop
+            # that arrived then is the stop, not a broken installation
+            signals.check()
+            raise
         signals.check()  # a stop that Python dropped while Keras loaded (a GC callback)
         import gdeeper
 
