@@ -69,6 +69,7 @@ def one_run(job: dict) -> dict:
     held = options.pop("held", None)
     autogrow = options.pop("autogrow", None)
     learning_rate = options.pop("learning_rate", 0.005)
+    compile_ahead = bool(options.pop("compile_ahead", False))
     steps, every = job["steps"], job["every"]
     keras.utils.set_random_seed(job["seed"])
     x, y = spirals_data(job["phase"], POINTS, job["seed"])
@@ -84,12 +85,13 @@ def one_run(job: dict) -> dict:
         steps_per_execution=job["steps_per_execution"],
     )
     trace = []
-    callbacks = [] if plain is not None or held is not None else [gdeeper.DepthCallback()]
+    learned = plain is None and held is None
+    callbacks = [gdeeper.DepthCallback(compile_ahead=compile_ahead)] if learned else []
     grow = None  # one instance across the chunks' fit calls: its state carries over
     if autogrow:  # AutoGrow's rule on the validation loss, checked every `every` steps
         grow = gdeeper.GrowOnPlateau(monitor="val_loss", patience=int(autogrow))
         callbacks.append(grow)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for done in range(every, steps + every, every):
         xs, ys = epochs_of(x, y, every, job["seed"], done - every)
         model.fit(
@@ -114,8 +116,10 @@ def one_run(job: dict) -> dict:
         )
         trace.append(point)
     seconds = time.perf_counter() - start
+    cpu_seconds = time.process_time() - cpu_start  # every thread: compile-ahead's included
     test = float(model.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"])
     result = {**job, "trace": trace, "test_accuracy": test, "seconds": seconds}
+    result["cpu_seconds"] = cpu_seconds
     result["val_accuracy"] = trace[-1]["val_accuracy"]
     if plain is None:
         info = gdeeper.depths(model)["g"]

@@ -75,3 +75,15 @@ def test_target_units_move_in_whole_chunks():
 def test_the_computed_depth_always_covers_the_active_one(w):
     for current in (None, 0, 1, 3, 8, 12, 40):
         assert policy.target_depth(w, current, **DEPTH) >= policy.active_depth_for(w)
+
+
+def test_levels_can_start_below_eight():
+    assert list(itertools.islice(policy.levels(0.5, exact=2), 6)) == [2, 3, 5, 8, 12, 18]
+    assert [policy.level(d, 1.0, 1000, exact=2) for d in (1, 2, 3, 4, 5, 9)] == [1, 2, 4, 4, 8, 16]
+    assert policy.level_below(8, 1.0, exact=2) == 4
+    # w = 2.97 needs a 4th sub-layer: with exact=2 and headroom 1 the level is 4, and the
+    # frontier (extra=1) is computed on top; it holds until w falls under 2 - hysteresis
+    options = DEPTH | {"headroom": 1.0, "exact": 2}
+    assert policy.target_depth(2.97, 4, extra=1, **options) == 5
+    assert policy.target_depth(1.9, 5, extra=1, **options) == 5
+    assert policy.target_depth(1.7, 5, extra=1, **options) == 3

@@ -56,6 +56,22 @@ class OptimizerConfig(Section):
     learning_rate: Float = Field(1e-3, gt=0)
 
 
+CHECK_EVERY = (
+    "executions between host reads of w and the loss (DepthCallback(check_every)); "
+    "null: about every 50 steps"
+)
+# A read waits for the step that wrote the value: on a GPU, per-step reads keep the host from
+# queuing steps ahead (docs/performance.md); growth and divergence checks need far fewer.
+READ_STEPS = 50
+
+
+def resolve_check_every(training) -> None:
+    """`check_every` None -> the executions in about READ_STEPS steps (at least 1)."""
+    if training.check_every is None:
+        every = max(1, READ_STEPS // training.steps_per_execution)
+        object.__setattr__(training, "check_every", every)
+
+
 class StepTrainingConfig(Section):
     """Training counted in batches, validated every `val_every` batches (one Keras "epoch")."""
 
@@ -66,6 +82,7 @@ class StepTrainingConfig(Section):
         None, ge=1, description="steps per compiled call; null: largest divisor of val_every <= 50"
     )
     checkpoint_every: Int = Field(1, ge=1, description="validations between checkpoints")
+    check_every: Int | None = Field(None, ge=1, description=CHECK_EVERY)
 
     @model_validator(mode="after")
     def _check_schedule(self):
@@ -82,6 +99,7 @@ class StepTrainingConfig(Section):
                 f"training.steps_per_execution ({self.steps_per_execution}) must divide "
                 f"training.val_every ({self.val_every})"
             )
+        resolve_check_every(self)
         return self
 
     @property
@@ -105,6 +123,12 @@ class EpochTrainingConfig(Section):
     jit_compile: bool | Literal["auto"] = Field(
         "auto", description="XLA; 'auto' is off on a CPU-only TensorFlow (XLA is slower there)"
     )
+    check_every: Int | None = Field(None, ge=1, description=CHECK_EVERY)
+
+    @model_validator(mode="after")
+    def _resolve(self):
+        resolve_check_every(self)
+        return self
 
     @property
     def validations(self) -> int:

@@ -161,6 +161,12 @@ def jax_trainable_values(model) -> list | None:
     return state.get("trainable_variables")
 
 
+def set_jax_train_step(model, step) -> None:
+    """Make `fit` run `step(state, data)` for each batch, wrapped the way Keras wraps its own
+    jitted step (`steps_per_execution` batches per call of `model.train_function`)."""
+    model.train_function = model._make_function(step)
+
+
 # ------------------------------------------------------------------------------- callbacks
 def callback_list_of(callback) -> list | None:
     """The list of callbacks `callback` runs with, found while `set_model` is being called.

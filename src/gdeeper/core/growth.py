@@ -8,6 +8,7 @@ import weakref
 import keras
 
 from gdeeper.core import _keras
+from gdeeper.core.ahead import CompileAhead, applies_to
 from gdeeper.core.growable import structure_generation
 from gdeeper.core.layer import GInfinity
 from gdeeper.core.rebuild import extend_optimizer, reset_traced_functions
@@ -127,9 +128,14 @@ class DepthCallback(keras.callbacks.Callback):
             to 50 keeps the device busy there. Between checks `w` moves by a few learning
             rates, and the computed depth already runs `lookahead` ahead of `ceil(w)`. The
             checks fall on the same steps in a resumed run (they are counted per epoch).
+        compile_ahead: JAX: compile the train step of the next depth in a background thread
+            while the current one trains, so that growth does not wait for the compile
+            (`gdeeper.core.ahead`); the same model up to float rounding. It pays where a CPU
+            core is free (a GPU host); on a CPU that training already fills it only moves the
+            compile onto it (docs/performance.md). No effect on other backends.
     """
 
-    def __init__(self, verbose: bool = False, check_every: int = 1):
+    def __init__(self, verbose: bool = False, check_every: int = 1, compile_ahead: bool = False):
         super().__init__()
         if isinstance(check_every, bool) or not isinstance(check_every, int) or check_every < 1:
             raise ValueError(
@@ -137,6 +143,8 @@ class DepthCallback(keras.callbacks.Callback):
             )
         self.verbose = verbose
         self.check_every = check_every
+        self.compile_ahead = bool(compile_ahead)
+        self.ahead: CompileAhead | None = None
         self.growth_log: list[dict] = []
         self._layers: list[GInfinity] = []
 
@@ -165,6 +173,10 @@ class DepthCallback(keras.callbacks.Callback):
         update_depths(self._target)
         if extend_optimizer(self._target):
             reset_traced_functions(self._target)
+        if self.compile_ahead and applies_to(self._target):
+            if self.ahead is None or self.ahead.model is not self._target:
+                self.ahead = CompileAhead(self._target, extend_optimizer)
+            self.ahead.watch()
         return True
 
     def on_train_begin(self, logs=None):
@@ -215,6 +227,8 @@ class DepthCallback(keras.callbacks.Callback):
                 self.growth_log.append(event)
                 if self.verbose:
                     print(f"gdeeper: {event}")
+        if self.ahead is not None:
+            self.ahead.follow(ws)
         return ws
 
     def on_train_end(self, logs=None):

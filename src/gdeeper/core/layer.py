@@ -67,8 +67,9 @@ class GInfinity(SubLayerStack):
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
-        headroom: beyond 8 sub-layers the computed depth grows in steps of this fraction
-            of itself (8, 12, 18, 27, 41, 62, ... for the default 0.5), so a run that grows
+        headroom, exact_depth: beyond `exact_depth` (8) sub-layers the computed depth grows
+            in steps of this fraction of itself (8, 12, 18, 27, 41, 62, ... for the default
+            0.5; 2, 3, 5, 8, 12, ... with `exact_depth=2`), so a run that grows
             to depth d retraces O(log d) times instead of d. The sub-layers computed beyond
             `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 their block
             does not run (the conditional and the optimizer's update of its variables still
@@ -135,6 +136,7 @@ class GInfinity(SubLayerStack):
         lookahead: float = 0.05,
         hysteresis: float = 0.25,
         headroom: float = 0.5,
+        exact_depth: int = 8,
         seed: int | None = None,
         allocated_depth: int | None = None,
         computed_depth: int | None = None,
@@ -169,6 +171,7 @@ class GInfinity(SubLayerStack):
         self.lookahead = float(lookahead)
         self.hysteresis = float(hysteresis)
         self.headroom = float(headroom)
+        self.exact_depth = exact_depth
         self.seed = seed
         self.w_cost_per_parameter = float(w_cost_per_parameter)
         self.normalize = normalize
@@ -202,6 +205,7 @@ class GInfinity(SubLayerStack):
                 "lookahead": self.lookahead,
                 "hysteresis": self.hysteresis,
                 "headroom": self.headroom,
+                "exact_depth": self.exact_depth,
                 "seed": self.seed,
                 "w_cost_per_parameter": self.w_cost_per_parameter,
                 "normalize": self.normalize,

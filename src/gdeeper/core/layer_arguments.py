@@ -44,6 +44,7 @@ TABLE: tuple[tuple[str, Rule], ...] = (
     ("lookahead", FRACTION),
     ("hysteresis", FRACTION),
     ("headroom", ("in [0, 4]", lambda v: is_number(v) and 0 <= v <= 4)),
+    ("exact_depth", INTEGER_FROM_1),
     ("seed", SEED),
     ("w_cost_per_parameter", FINITE_NUMBER_FROM_0),
     ("penalize", PENALIZE),

@@ -39,29 +39,29 @@ def round_down(count: int, chunk: int) -> int:
     return chunk * (count // chunk)
 
 
-def levels(headroom: float) -> Iterator[int]:
-    """The computed depths growth steps through beyond `EXACT_DEPTHS`: each `headroom` times
-    larger than the last (and at least one larger)."""
-    level = EXACT_DEPTHS
+def levels(headroom: float, exact: int = EXACT_DEPTHS) -> Iterator[int]:
+    """The computed depths growth steps through beyond `exact`: each `headroom` times larger
+    than the last (and at least one larger)."""
+    level = exact
     while True:
         yield level
         level = max(level + 1, math.ceil(level * (1 + headroom)))
 
 
-def level(depth: int, headroom: float, max_depth: int) -> int:
+def level(depth: int, headroom: float, max_depth: int, exact: int = EXACT_DEPTHS) -> int:
     """The computed depth that holds `depth` sub-layers: `depth` itself, or its level."""
-    if depth <= EXACT_DEPTHS or not headroom:
+    if depth <= exact or not headroom:
         return depth
-    found = next(level for level in levels(headroom) if level >= depth)
+    found = next(level for level in levels(headroom, exact) if level >= depth)
     return max(depth, min(found, max_depth))
 
 
-def level_below(depth: int, headroom: float) -> int:
+def level_below(depth: int, headroom: float, exact: int = EXACT_DEPTHS) -> int:
     """The largest computed depth that growth would step through below `depth`."""
-    if depth <= EXACT_DEPTHS + 1 or not headroom:
+    if depth <= exact + 1 or not headroom:
         return depth - 1
-    below = EXACT_DEPTHS
-    for found in levels(headroom):
+    below = exact
+    for found in levels(headroom, exact):
         if found >= depth:
             return below
         below = found
@@ -77,19 +77,21 @@ def target_depth(
     headroom: float,
     max_depth: int,
     extra: int = 0,
+    exact: int = EXACT_DEPTHS,
 ) -> int:
     """The computed depth for a finite `w`, with hysteresis around the `current` one (None: a
     fresh layer). It rises to `ceil(w + lookahead)` (or its level) as soon as `w` comes within
     `lookahead` of the top computed index, and falls only once `w` is `hysteresis` below the
-    level under the current depth. `extra` sub-layers beyond are computed too (the frontier)."""
+    level under the current depth. `extra` sub-layers beyond are computed too (the frontier);
+    up to `exact` sub-layers the levels are every depth."""
     # The levels apply to the sub-layers w can open; the `extra` ones are computed on top.
     fresh = max(0, math.ceil(w + lookahead))
-    fresh_level = level(fresh, headroom, max_depth) + extra
+    fresh_level = level(fresh, headroom, max_depth, exact) + extra
     if current is None:
         return fresh_level
     if w > current - extra - lookahead:  # w is about to cross the top active index: grow
         return max(fresh_level, current)
-    if w < level_below(current - extra, headroom) - hysteresis:  # well below it: shrink
+    if w < level_below(current - extra, headroom, exact) - hysteresis:  # well below: shrink
         return fresh_level
     return current
 

@@ -5,7 +5,7 @@ their computed depth follows `w`.
 computed ones are tracked by Keras (in `_computed_blocks`), so parked sub-layers stay out of the
 model's variables (and out of the state a compiled JAX step takes and returns) until `w`
 reaches them again. The attributes it reads (`max_depth`, `chunk`, `seed`, `_template`, the
-policy's `lookahead`, `hysteresis`, `headroom`) are set by `GInfinity.__init__`.
+policy's `lookahead`, `hysteresis`, `headroom`, `exact_depth`) are set by `GInfinity.__init__`.
 """
 
 from __future__ import annotations
@@ -190,6 +190,37 @@ class SubLayerStack(Growable):
     def computed_depth(self) -> int:
         return self._computed_depth
 
+    @property
+    def open_depth(self) -> int:
+        """Sub-layers computed without a conditional (`ceil(w)` when the depth last moved)."""
+        return self._open_depth
+
+    def hold_depth(self, computed: int, open_depth: int) -> None:
+        """Put the computed and open depths at these values, without counting a growth event:
+        `CompileAhead` traces the next depth's step and then puts the layer back. Allocates
+        the sub-layers it needs, in whole chunks, as growth to that depth would (the growth
+        event is counted here then)."""
+        if computed > len(self.sublayers) and computed <= self.max_depth:
+            self._allocate(self._round_up(computed))  # what the growth would allocate, early
+            self.growth_events += 1
+        if not 0 <= open_depth <= computed <= len(self.sublayers):
+            raise ValueError(
+                f"GInfinity '{self.name}': cannot hold computed_depth={computed}, "
+                f"open_depth={open_depth} with {len(self.sublayers)} sub-layers allocated"
+            )
+        if (computed, open_depth) != (self._computed_depth, self._open_depth):
+            self._computed_depth, self._open_depth = computed, open_depth
+            self._apply_trainable()
+
+    def next_depth(self, w: float) -> tuple[int, int, float]:
+        """(computed, open) depth of the next growth from the current depth, and how far `w`
+        is below the value that triggers it (lookahead and headroom levels included)."""
+        extra = int(getattr(self, "frontier", 0.0) > 0)
+        trigger = self._computed_depth - extra - self.lookahead
+        w_next = trigger + 1e-3  # just past it: w + lookahead clears the integer
+        computed = min(self.target_depth(w_next, self._computed_depth), self.max_depth)
+        return computed, min(self.active_depth_for(w_next), computed), trigger - w
+
     @staticmethod
     def active_depth_for(w: float) -> int:
         return policy.active_depth_for(w)
@@ -206,6 +237,7 @@ class SubLayerStack(Growable):
             headroom=self.headroom,
             max_depth=self.max_depth,
             extra=int(getattr(self, "frontier", 0.0) > 0),  # the frontier is computed too
+            exact=getattr(self, "exact_depth", policy.EXACT_DEPTHS),
         )
 
     def set_depth(self, w: float) -> tuple[bool, int]:

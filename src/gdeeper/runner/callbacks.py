@@ -32,13 +32,23 @@ class RunRecorder(keras.callbacks.Callback):
     """Writes a metrics row per validation and a checkpoint every `plan.checkpoint_every`.
 
     `prior` holds what earlier sessions of the run counted: seconds, growth_events, retraces.
-    `tracking` gets each row too (TensorBoard events, MLflow metrics).
+    `tracking` gets each row too (TensorBoard events, MLflow metrics). The loss is read (the
+    host waits for the step) every `check_every` executions and at each epoch's last one.
     """
 
     def __init__(
-        self, run_dir: Path, metrics, plan: Plan, initial_epoch: int, prior: dict, tracking=None
+        self,
+        run_dir: Path,
+        metrics,
+        plan: Plan,
+        initial_epoch: int,
+        prior: dict,
+        tracking=None,
+        check_every: int = 1,
     ):
         super().__init__()
+        self.check_every = check_every
+        self.executions = 0
         self.tracking = tracking  # runner.tracking.Tracking: TensorBoard / MLflow
         self.run_dir = Path(run_dir)
         self.metrics = metrics
@@ -65,6 +75,7 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self.executions = 0
         self.epoch_started = self.last_batch_end = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -72,6 +83,10 @@ class RunRecorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.step = self.epoch * self.plan.steps_per_epoch + int(batch) + 1
+        self.executions += 1
+        last = self.step % self.plan.steps_per_epoch == 0
+        if self.executions % self.check_every and not last:
+            return  # no read: the host goes on queuing steps
         loss = as_float((logs or {}).get("loss"))  # waits for the step: timing is real
         self.last_batch_end = time.perf_counter()
         if loss is not None and not math.isfinite(loss) and self.diverged is None:
@@ -137,8 +152,10 @@ class TrainProgress(keras.callbacks.Callback):
     """Steps done, loss, validation accuracy and every meta-layer's `w`, as `fit` runs: a rich
     progress bar on a terminal, a plain line about every tenth of the run otherwise."""
 
-    def __init__(self, plan: Plan, initial_epoch: int, console=None):
+    def __init__(self, plan: Plan, initial_epoch: int, console=None, check_every: int = 1):
         super().__init__()
+        self.check_every = check_every
+        self.executions = 0
         self.total = plan.epochs * plan.steps_per_epoch
         self.steps_per_epoch = plan.steps_per_epoch
         self.epoch = initial_epoch
@@ -168,7 +185,8 @@ class TrainProgress(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.progress is not None:
+        self.executions += 1
+        if self.progress is not None and self.executions % self.check_every == 0:
             step = self.epoch * self.steps_per_epoch + int(batch) + 1
             status = training_status(logs or {}, self.val_accuracy, compact=True)
             self.progress.update(self.task, completed=step, status=status)

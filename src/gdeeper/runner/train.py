@@ -269,14 +269,15 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         names = [layer.name for layer in gdeeper.meta_layers(plan.model)]
         signal = rd.signal_columns(names) if plan.signal_data is not None else []
         metrics = rd.MetricsWriter(run_dir / rd.METRICS_FILE, rd.metrics_columns(names), signal)
+        check_every = config.training.check_every  # host reads: w, the loss, the display
         recorder = outcome.recorder = RunRecorder(
-            run_dir, metrics, plan, initial_epoch, prior, tracking
+            run_dir, metrics, plan, initial_epoch, prior, tracking, check_every
         )
-        depth_cb = gdeeper.DepthCallback()
+        depth_cb = gdeeper.DepthCallback(check_every=check_every)
         callbacks = [depth_cb, *depth_signal(plan, signal), *plan.callbacks, recorder]
         callbacks.append(_StopCheck())
         if progress:
-            display = TrainProgress(plan, initial_epoch, console)
+            display = TrainProgress(plan, initial_epoch, console, check_every)
             callbacks.append(display)
         fit_started = time.perf_counter()
         try:
