@@ -167,6 +167,14 @@ def set_jax_train_step(model, step) -> None:
     model.train_function = model._make_function(step)
 
 
+def strategy_scope(model):
+    """The scope of the `tf.distribute` strategy the model was built under (growth makes
+    sub-layers and optimizer slots, which must be mirrored like the model's own), or a null
+    context (no strategy, other backends)."""
+    strategy = getattr(model, "_distribute_strategy", None)  # TF trainer: set at build
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
 # ------------------------------------------------------------------------------- callbacks
 def callback_list_of(callback) -> list | None:
     """The list of callbacks `callback` runs with, found while `set_model` is being called.

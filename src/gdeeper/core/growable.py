@@ -204,7 +204,10 @@ class Growable(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------- steering
     def read_w(self) -> float:
-        return float(self.w.value)  # no NumPy conversion: TF tensors warn under NumPy 2
+        value = self.w.value
+        if hasattr(value, "read_value"):  # a tf.Variable (MirroredVariable under tf.distribute)
+            value = value.read_value()
+        return float(value)  # no NumPy conversion: TF tensors warn under NumPy 2
 
     def mark_steered(self, owner: Callable | None = None) -> None:
         """Record that growth is steered between steps (by DepthCallback or update_depths).

@@ -56,10 +56,11 @@ class _Steering:
             return
         held = self.optimizer_ref() if self.optimizer_ref is not None else None
         target = held if held is not None else getattr(owner, "optimizer", None)
-        if target is not None and not target.built:
-            target.build(owner.trainable_variables)  # so its saved state can be loaded
-        else:
-            extend_optimizer(owner, held)
+        with _keras.strategy_scope(owner):
+            if target is not None and not target.built:
+                target.build(owner.trainable_variables)  # so its saved state can be loaded
+            else:
+                extend_optimizer(owner, held)
         reset_traced_functions(owner)
 
 
@@ -85,6 +86,11 @@ def update_depths(model: keras.Model, ws: list[float] | None = None, optimizer=N
     trainable variables changed too, so a step function you compiled yourself (`tf.function`,
     `jax.jit`) must be traced again. The model's own train/test/predict functions are reset.
     """
+    with _keras.strategy_scope(model):
+        return _update_depths(model, ws, optimizer)
+
+
+def _update_depths(model: keras.Model, ws: list[float] | None, optimizer) -> list[str]:
     layers = [layer for layer in meta_layers(model) if layer.built]
     _steer(model, layers, optimizer)
     if ws is None:
