@@ -61,6 +61,8 @@ def grid_choice(records: list[dict]) -> dict[tuple, dict]:
     for key, runs in plain.items():
         best = max(runs, key=lambda r: (r["val_accuracy"], -r["depth"]))
         chosen[key] = {**best, "grid_seconds": sum(r["seconds"] for r in runs), "runs": len(runs)}
+        if all("cpu_seconds" in r for r in runs):  # process CPU time: fair under shared load
+            chosen[key]["grid_cpu_seconds"] = sum(r["cpu_seconds"] for r in runs)
     return chosen
 
 
@@ -99,10 +101,15 @@ def report(records: list[dict]) -> str:
             acc = 100 * statistics.mean(r["test_accuracy"] for r in runs)
             wall = sum(r["seconds"] for r in runs) / sum(x["grid_seconds"] for x in g)
             depths = " ".join(f"{r.get('w') or r.get('depth') or 0:.1f}" for r in runs)
-            cells.append(f"{acc:.1f} ({acc - grid_acc:+.1f}; w {depths}; wall {wall:.2f})")
+            cpu = None
+            if all("cpu_seconds" in r for r in runs) and all("grid_cpu_seconds" in x for x in g):
+                cpu = sum(r["cpu_seconds"] for r in runs) / sum(x["grid_cpu_seconds"] for x in g)
+            cost = f"wall {wall:.2f}" + (f", cpu {cpu:.2f}" if cpu is not None else "")
+            cells.append(f"{acc:.1f} ({acc - grid_acc:+.1f}; w {depths}; {cost})")
             summary[m][phase] = {
                 "gap": grid_acc - acc,
                 "wall": wall,
+                "cpu": cpu,
                 "w": [r.get("w", r.get("depth")) for r in runs],
                 "seeds": seeds,
                 "grid": grid_acc,
@@ -122,11 +129,13 @@ def report(records: list[dict]) -> str:
         worst = max((summary[m][p]["gap"] for p in summary[m]), default=float("nan"))
         rho = statistics.mean(per_seed) if per_seed else float("nan")
         walls = [summary[m][p]["wall"] for p in summary[m]]
+        cpus = [summary[m][p]["cpu"] for p in summary[m] if summary[m][p]["cpu"] is not None]
         lines.append(
             f"- {m}: worst gap {worst:+.2f} points; Spearman(w, phase) over phases with grid >= "
             f"80 % ({', '.join(f'{p}' for p in learned)}): mean {rho:.2f} "
             f"(per seed {', '.join(f'{v:.2f}' for v in per_seed)}); wall / grid's "
             f"{min(walls, default=0):.2f}-{max(walls, default=0):.2f}"
+            + (f"; CPU time / grid's {min(cpus):.2f}-{max(cpus):.2f}" if cpus else "")
         )
     return "\n".join(lines)
 
