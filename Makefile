@@ -21,8 +21,8 @@ xor: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 -q -m both_backends
-	$(BIN)/python -m pytest -n 2 -q
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m both_backends
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

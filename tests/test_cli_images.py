@@ -75,6 +75,7 @@ def test_configs_are_the_defaults_and_the_original_protocol():
     assert resolve_config("mnist").training.batch_size == 512
 
 
+@pytest.mark.slow(25)
 def test_cli_train_digits_run_dir_resume_with_epochs_and_plots(tmp_path):
     out = tmp_path / "outputs"
     result = CliRunner().invoke(app, ["train", "digits", "--epochs", "1", "--out", str(out)])
@@ -158,6 +159,7 @@ def test_cli_train_digits_run_dir_resume_with_epochs_and_plots(tmp_path):
     assert "test accuracy" in accuracy_svg and "original MNIST, test" in accuracy_svg
 
 
+@pytest.mark.slow(11)
 def test_cli_train_image_options_reach_the_config(tmp_path):
     out = tmp_path / "outputs"
     result = CliRunner().invoke(

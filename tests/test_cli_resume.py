@@ -22,6 +22,7 @@ def read_steps(run_dir: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow(25)
 def test_cli_resume_after_sigkill_continues_without_gaps_or_duplicates(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

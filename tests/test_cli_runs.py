@@ -14,6 +14,9 @@ from typer.testing import CliRunner
 
 from gdeeper.cli import app
 
+# The tests share the module's `outputs` (two real runs): one pytest-xdist worker makes them.
+pytestmark = pytest.mark.xdist_group("cli_runs")
+
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory) -> Path:

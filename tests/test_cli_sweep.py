@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -38,6 +39,7 @@ def results(sweep_dir: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow(30)
 def test_cli_sweep_parallel_workers_failures_and_resume(tmp_path):
     spec = write_spec(tmp_path / "tiny.yaml")
     out = tmp_path / "out"

@@ -107,6 +107,7 @@ def check_run_dir(run_dir: Path, steps: int, active: int) -> dict:
     return summary
 
 
+@pytest.mark.slow(11)
 def test_cli_train_in_process_writes_the_whole_run_dir(tmp_path):
     out = tmp_path / "outputs"
     result = CliRunner().invoke(
@@ -139,6 +140,7 @@ def test_cli_train_in_process_writes_the_whole_run_dir(tmp_path):
     assert printed["steps"] == 100 and printed["status"] == "completed"
 
 
+@pytest.mark.slow(21)
 def test_cli_train_subprocess_json_and_same_seed_same_numbers(tmp_path):
     args = ["train", "xor", "--active", "4", "--steps", "200", "--json"]
     first = gdeeper(*args, "--out", "a", cwd=tmp_path)
@@ -155,6 +157,7 @@ def test_cli_train_subprocess_json_and_same_seed_same_numbers(tmp_path):
     assert again["final"]["val_loss"] == pytest.approx(summary["final"]["val_loss"], rel=1e-3)
 
 
+@pytest.mark.slow(15)
 def test_cli_train_jax_with_depth_changes_checkpoints_and_saves(tmp_path):
     """JAX backend, and w crossing an integer mid-run (retrace + optimizer replacement)."""
     pytest.importorskip("jax")
@@ -173,6 +176,7 @@ def test_cli_train_jax_with_depth_changes_checkpoints_and_saves(tmp_path):
     assert state["step"] == 400 and (run_dir / "checkpoint" / state["model"]).is_file()
 
 
+@pytest.mark.slow(6)
 def test_cli_train_divergence_stops_with_exit_1_and_keeps_files(tmp_path):
     result = gdeeper(
         "train", "xor", "--steps", "300", "--out", "o",

@@ -63,6 +63,7 @@ def test_gdeeper_cell_reports_ceil_w(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["random", "hyperband"])
+@pytest.mark.slow(10)
 def test_tuner_cell_counts_every_trials_steps(tmp_path, method):
     pytest.importorskip("keras_tuner")
     from gdeeper.experiments.depth_study import run_cell
@@ -150,6 +151,7 @@ def test_report_targets_and_spearman(tmp_path):
         assert (tmp_path / "figures" / f"depth_study_{name}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow(11)
 def test_data_depth_report_reads_real_runs_of_the_image_network(tmp_path):
     """Two real runs of the three-meta-layer image network on digits (200 and 100 training
     images, 4 steps each), then the report: one row per run, w per meta-layer, the figure."""
@@ -179,6 +181,7 @@ def test_data_depth_report_reads_real_runs_of_the_image_network(tmp_path):
     assert (figures / "depth_study_data_cnn.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow(5)
 def test_a_depth_study_sweep_points_to_its_report_instead_of_failing_to_plot(tmp_path):
     from typer.testing import CliRunner
 

@@ -89,6 +89,7 @@ def test_merges_depth_zero_and_stretched_gates_export_exactly(options, w):
     assert len(dense) == max(0, int(np.ceil(w)))
 
 
+@pytest.mark.slow(6)
 def test_exported_model_loads_where_gdeeper_cannot_be_imported(tmp_path):
     model = trained_xor(2.2)
     path = tmp_path / "fixed.keras"
@@ -108,6 +109,7 @@ def test_exported_model_loads_where_gdeeper_cannot_be_imported(tmp_path):
 
 
 @pytest.mark.both_backends
+@pytest.mark.slow(7)
 def test_prune_releases_the_sub_layers_w_left_behind(tmp_path):
     model = trained_xor(8.5, chunk=1)  # w needs 9 sub-layers; headroom computes 12
     layer = model.get_layer("g")

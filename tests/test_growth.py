@@ -122,6 +122,7 @@ def test_hovering_w_does_not_retrace_every_step():
     assert layer.retraces <= 6, layer.retraces
 
 
+@pytest.mark.slow(6)
 def test_tiny_xor_run_learns_parity_of_three():
     keras.utils.set_random_seed(0)
     model = build_xor_model()

@@ -190,6 +190,7 @@ LOADERS["w-1e30"] = LOADERS["depth-1e9-float"] = ("gdeeper", "keras")
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hostile")  # one worker runs the module's children (`outcomes`)
 @pytest.mark.parametrize(
     "key",
     [f"{case}/{loader}" for case in EXPECTED for loader in LOADERS[case]],

@@ -104,6 +104,7 @@ def test_mnist_model_trains_a_few_steps_on_real_images():
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow(5)
 def test_digits_model_builds_and_learns():
     keras.utils.set_random_seed(1)
     digits = load_dataset("digits", seed=0)

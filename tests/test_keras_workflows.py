@@ -337,6 +337,7 @@ def test_model_checkpoint_weights_of_a_grown_model_load_into_a_fresh_one(tmp_pat
         "import gdeeper\nimport tensorflow as tf\nload = tf.keras.models.load_model",
     ],
 )
+@pytest.mark.slow(9)
 def test_a_saved_model_loads_whatever_the_import_order(tmp_path, imports):
     if "tensorflow" in imports and backend() != "tensorflow":
         pytest.skip("tf.keras needs the TensorFlow backend")
@@ -430,6 +431,7 @@ def test_summary_shows_depth_and_parameters_in_use():
 
 
 # 9 ----------------------------------------------------------------------------------------
+@pytest.mark.slow(15)
 def test_the_readme_example_runs_as_printed():
     readme = (ROOT / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)

@@ -36,6 +36,7 @@ def run_gdeeper(*args, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow(12)
 def test_a_tensorflow_run_prints_no_log_records_and_says_what_its_speed_is(tmp_path):
     result = run_gdeeper(
         "train", "xor", "--backend", "tensorflow", *SMALL, cwd=tmp_path, env=quiet_env()
@@ -63,6 +64,7 @@ print("tensorflow imported:", "tensorflow" in sys.modules)
 """
 
 
+@pytest.mark.slow(10)
 def test_a_jax_run_never_imports_tensorflow(tmp_path):
     pytest.importorskip("jax")
     result = subprocess.run(

@@ -1,9 +1,11 @@
 """`gdeeper sweep --executor ray` against a real Ray head on loopback (no mocks).
 
 One Ray head (`ray start --head --node-ip-address=127.0.0.1`, 2 CPUs, its own temp dir and
-session) is shared by every test of this file, also across pytest-xdist workers, and stopped at
-the end by killing exactly the processes of its session. The sweeps are tiny XOR runs; the local
-executor's results are the reference: the same seeds give the same numbers on Ray.
+session) is shared by every test of this file, also across pytest-xdist workers, and stopped
+after this file's last test by killing exactly the processes of its session (`make test` runs
+the tests that use it on one worker, one after the other: `--dist loadgroup`). The sweeps are
+tiny XOR runs; the local executor's results are the reference: the same seeds give the same
+numbers on Ray.
 """
 
 from __future__ import annotations
@@ -182,9 +184,10 @@ def shared_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_head(shared_dir):
-    """The address of a Ray head on loopback, started by the first user, stopped by the last."""
+    """The address of a Ray head on loopback, started by the first user, stopped by the last
+    (module-scoped: its daemons do not idle on through the rest of the suite)."""
     from filelock import FileLock
 
     lock, path = FileLock(str(shared_dir / "ray_head.lock")), shared_dir / "ray_head.json"
@@ -205,7 +208,7 @@ def ray_head(shared_dir):
             path.write_text(json.dumps(state))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def reference(shared_dir) -> Path:
     """The 3-point sweep with the local executor (computed once for all xdist workers)."""
     from filelock import FileLock
@@ -221,6 +224,10 @@ def reference(shared_dir) -> Path:
             assert result.returncode == 0, result.stderr[-3000:]
             done.write_text(str(sweep_dir_of(result)))
         return Path(done.read_text())
+
+
+# One pytest-xdist worker runs the tests that use the head (--dist loadgroup), longest first.
+on_the_head = pytest.mark.xdist_group("ray")
 
 
 # ---------------------------------------------------------------------------------- tests
@@ -275,7 +282,8 @@ def test_ray_unreachable_address_is_one_line_and_writes_nothing(tmp_path):
 
 
 @needs_ray
-@pytest.mark.slow
+@on_the_head
+@pytest.mark.slow(60)
 def test_ray_sweep_equals_local_sweep_on_a_shared_filesystem(tmp_path, ray_head, reference):
     spec = write_spec(tmp_path / "trio.yaml", "trio", TRIO)
     result = gdeeper(
@@ -302,7 +310,8 @@ def test_ray_sweep_equals_local_sweep_on_a_shared_filesystem(tmp_path, ray_head,
 
 
 @needs_ray
-@pytest.mark.slow
+@on_the_head
+@pytest.mark.slow(60)
 def test_ray_ships_run_dirs_back_and_records_a_crashing_run(tmp_path, ray_head, reference):
     # From 3.0, w grows past max_depth 3 by step 100-150 (3.03, 3.11; 3.3 at step 500): that
     # run raises DepthLimitError in its trainer; the other one finishes. (w_init 4.0 would be
@@ -339,7 +348,8 @@ def test_ray_ships_run_dirs_back_and_records_a_crashing_run(tmp_path, ray_head, 
 
 
 @needs_ray
-@pytest.mark.slow
+@on_the_head
+@pytest.mark.slow(60)
 def test_ray_killed_worker_is_retried_and_the_sweep_completes(tmp_path, ray_head, reference):
     spec = write_spec(tmp_path / "trio.yaml", "trio", TRIO)
     out = tmp_path / "out"

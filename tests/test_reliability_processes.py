@@ -80,6 +80,7 @@ def steps(run_dir: Path) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow(35)
 def test_two_resumes_at_once_and_sigterm_lose_and_duplicate_nothing(tmp_path):
     run_dir = tmp_path / "run"
     first = start("xor", "--active", "3", "--steps", "20000", "--run-dir", run_dir, cwd=tmp_path)
@@ -122,6 +123,7 @@ def test_two_resumes_at_once_and_sigterm_lose_and_duplicate_nothing(tmp_path):
     ]
 
 
+@pytest.mark.slow(20)
 def test_a_finished_run_without_summary_is_finalized_by_resume(tmp_path):
     run_dir = tmp_path / "run"
     trained = run("xor", "--steps", "200", "--run-dir", run_dir, cwd=tmp_path)
@@ -171,6 +173,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.slow(8)
 def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
     (tmp_path / "spec.yaml").write_text(
         "name: orphans\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"
@@ -196,6 +199,7 @@ def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
     assert not any(alive(pid) for pid in trainers)
 
 
+@pytest.mark.slow(50)
 def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
     """A resume that fails as `fit` starts (w already beyond max_depth) left TensorFlow's data
     prefetch thread behind, and the interpreter's teardown deadlocked on it about one time in
@@ -214,6 +218,7 @@ def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
         assert json.loads(again.stdout)["status"] == "failed"  # written whole before the exit
 
 
+@pytest.mark.slow(19)
 def test_a_sigterm_to_the_sweep_driver_stops_its_trainers_in_order(tmp_path):
     """SIGTERM to the driver alone (a scheduler's stop): it left the driver waiting forever for
     trainers that were never told. Now they get SIGTERM too: exit 143, everything interrupted,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ def results(sweep_dir: Path) -> dict[str, dict]:
         return {row["run"]: row for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow(25)
 def test_a_diverged_run_makes_the_sweep_exit_1(tmp_path):
     write_spec(
         tmp_path / "s.yaml", {"optimizer.learning_rate": [0.001, 1e30]}, **{"optimizer.name": "sgd"}
@@ -76,6 +78,7 @@ def test_a_diverged_run_makes_the_sweep_exit_1(tmp_path):
     assert results(sweep_dir)["learning_rate-1e+30_seed-0"]["status"] == "diverged"
 
 
+@pytest.mark.slow(24)
 def test_an_invalid_grid_point_is_recorded_and_the_others_run(tmp_path):
     write_spec(tmp_path / "s.yaml", {"model.units": [24, -3]})
     result = gdeeper("sweep", "s.yaml", "--out", "o", "--json", cwd=tmp_path)

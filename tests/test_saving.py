@@ -66,6 +66,10 @@ def depth_state(model):
     )
 
 
+# The tests of the module's `saved` model run on one pytest-xdist worker (--dist loadgroup).
+on_saved = pytest.mark.xdist_group("saved")
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     model = grown_model()
@@ -75,6 +79,7 @@ def saved(tmp_path_factory):
 
 
 @pytest.mark.both_backends
+@pytest.mark.slow(12)
 def test_grown_model_round_trips_in_safe_mode(tmp_path):
     model = grown_model()
     path = tmp_path / "grown.keras"
@@ -104,6 +109,7 @@ def test_grown_model_round_trips_in_safe_mode(tmp_path):
     assert np.isfinite(loaded.evaluate(x, y, verbose=0)[0])
 
 
+@on_saved
 def test_config_records_depth_and_seed(saved):
     model, _ = saved
     layer = model.get_layer("g")
@@ -130,6 +136,7 @@ def test_config_records_depth_and_seed(saved):
 
 
 @pytest.mark.both_backends
+@pytest.mark.slow(17)
 def test_resume_matches_uninterrupted_training(tmp_path):
     """60 steps straight == k steps, save, load, 60 - k steps: the same weights, optimizer state
     and dropout masks. k lies between two growths, so the saved model has grown and the resumed
@@ -171,6 +178,7 @@ def two_layer_model():
     return model
 
 
+@pytest.mark.slow(6)
 def test_optimizer_state_round_trips_after_growth_and_shrinking_of_two_meta_layers(tmp_path):
     keras.utils.set_random_seed(3)
     model = two_layer_model()
@@ -197,6 +205,7 @@ def test_optimizer_state_round_trips_after_growth_and_shrinking_of_two_meta_laye
     assert any(not np.array_equal(p, q) for p, q in zip(before, numpy(loaded.weights)))
 
 
+@on_saved
 @pytest.mark.both_backends
 def test_weights_load_into_a_fresh_model_that_must_grow(saved, tmp_path):
     model, _ = saved
@@ -219,6 +228,7 @@ def test_weights_load_into_a_fresh_model_that_must_grow(saved, tmp_path):
     np.testing.assert_allclose(compiled.predict(x, verbose=0), expected, atol=1e-6)
 
 
+@on_saved
 def test_weights_load_into_a_fresh_model_with_more_sub_layers(saved, tmp_path):
     model, _ = saved
     path = tmp_path / "grown.weights.h5"
@@ -231,6 +241,7 @@ def test_weights_load_into_a_fresh_model_with_more_sub_layers(saved, tmp_path):
     np.testing.assert_allclose(deeper.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+@on_saved
 def test_weights_deeper_than_max_depth_say_what_to_do(saved, tmp_path):
     model, _ = saved
     path = tmp_path / "grown.weights.h5"
@@ -240,6 +251,7 @@ def test_weights_deeper_than_max_depth_say_what_to_do(saved, tmp_path):
         gdeeper.load_weights(small, path)
 
 
+@on_saved
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "not_a_zip", "no_weights"])
 def test_damaged_files_fail_with_the_file_name(saved, tmp_path, damage):
     _, path = saved
@@ -281,6 +293,7 @@ def layer_config(config, name):
     return next(c for c in config["config"]["layers"] if c["config"]["name"] == name)["config"]
 
 
+@on_saved
 def test_incompatible_configs_fail_with_the_file_name(saved, tmp_path):
     _, path = saved
 
@@ -322,6 +335,7 @@ def test_an_optimizer_state_that_does_not_fit_is_an_error_not_a_warning(tmp_path
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
 
 
+@on_saved
 def test_load_model_registers_gdeeper_in_a_fresh_process(saved):
     model, path = saved
     x, _ = xor_data(np.random.default_rng(5), 64, 4)

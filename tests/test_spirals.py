@@ -80,6 +80,7 @@ def test_fixed_depth_network_has_no_w_and_l_blocks():
 
 
 @pytest.mark.both_backends
+@pytest.mark.slow(13)
 def test_train_spirals_cli_short_run(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "gdeeper", "train", "spirals", "--phase", "4"]

@@ -45,6 +45,7 @@ def scalar_series(reader: EventAccumulator, tag: str) -> list[tuple[int, float]]
 
 
 @pytest.mark.both_backends
+@pytest.mark.slow(7)
 def test_a_run_writes_every_metrics_column_as_tensorboard_scalars(tmp_path):
     run_dir = tmp_path / "run"
     summary = train(small_xor(), run_dir, progress=False)
@@ -68,6 +69,7 @@ def test_a_run_writes_every_metrics_column_as_tensorboard_scalars(tmp_path):
     assert "_hparams_/session_start_info" in reader.PluginTagToContent("hparams")
 
 
+@pytest.mark.slow(13)
 def test_a_resumed_run_replaces_what_a_killed_session_logged_after_its_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     config = small_xor(steps=200)
@@ -113,6 +115,7 @@ def mlflow_client(out: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{(out / 'mlflow.db').resolve()}")
 
 
+@pytest.mark.slow(9)
 def test_mlflow_run_has_config_metrics_artifacts_and_a_resume_continues_it(tmp_path):
     pytest.importorskip("mlflow")
     pytest.importorskip("sqlalchemy")
@@ -157,6 +160,7 @@ def test_mlflow_run_has_config_metrics_artifacts_and_a_resume_continues_it(tmp_p
     assert (out / "mlartifacts").is_dir() and not Path("mlruns").exists()
 
 
+@pytest.mark.slow(25)
 def test_mlflow_sweep_is_a_parent_run_with_its_runs_nested(tmp_path):
     pytest.importorskip("mlflow")
     pytest.importorskip("sqlalchemy")

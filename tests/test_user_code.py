@@ -120,7 +120,7 @@ ENV = {**os.environ, "KERAS_BACKEND": "tensorflow"}
 ENV.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it: unset
 
 
-@pytest.mark.slow
+@pytest.mark.slow(14)
 def test_a_builder_that_exits_fails_the_run_and_prints_and_tf_logs_stay_off_stdout(tmp_path):
     """In real processes: a builder's sys.exit(3) fails the run (exit 1, manifest "failed",
     one line naming it); a module that prints at import and imports TensorFlow at its top

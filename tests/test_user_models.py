@@ -40,6 +40,7 @@ def example_path(monkeypatch):
     monkeypatch.chdir(EXAMPLE)
 
 
+@pytest.mark.slow(31)
 def test_example_trains_resumes_and_sweeps_through_the_cli(tmp_path):
     out = tmp_path / "outputs"
     tiny = ["--set", "data.samples=64", "--set", "model.units=4", "--out", str(out)]
