@@ -25,10 +25,13 @@ def build_residual_mlp(
     normalize: str | None = None,
     frontier: float = 0.0,
     penalty_start: int = 0,
+    exact_depth: int = 8,
+    headroom: float = 0.5,
 ):
     """The network above (uncompiled); `outputs=1` ends in a sigmoid, more in a softmax.
     `w_cost_per_parameter` > 0 sets the meta-layer's depth budget; `normalize`, `frontier`
-    and `penalty_start` are the depth-signal options of `GInfinity` (same names)."""
+    and `penalty_start` are the depth-signal options of `GInfinity`, `exact_depth` and
+    `headroom` its retracing levels (same names)."""
     import keras
 
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
@@ -55,6 +58,8 @@ def build_residual_mlp(
             normalize=normalize,
             frontier=frontier,
             penalty_start=penalty_start,
+            exact_depth=exact_depth,
+            headroom=headroom,
             **budget,
         )(x)
     else:

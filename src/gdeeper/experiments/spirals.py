@@ -60,6 +60,9 @@ class SpiralsModelConfig(Section):
     normalize: Literal["rms"] | None = Field("rms", description="GInfinity(normalize=...)")
     frontier: Float = Field(0.1, ge=0, le=1, description="GInfinity(frontier=...); 0: off")
     penalty_start: Int = Field(0, ge=0, description="steps before the w penalty starts")
+    # Retracing levels 2, 4, 8, 16 (the same model, fewer compiles: docs/depth-study.md).
+    exact_depth: Int = Field(2, ge=1, description="GInfinity(exact_depth=...)")
+    headroom: Float = Field(1.0, ge=0, le=4, description="GInfinity(headroom=...)")
 
     @model_validator(mode="after")
     def _check_depth(self):
@@ -134,6 +137,8 @@ def build_model(config: SpiralsConfig):
         normalize=m.normalize,
         frontier=m.frontier,
         penalty_start=m.penalty_start,
+        exact_depth=m.exact_depth,
+        headroom=m.headroom,
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),
