@@ -54,28 +54,27 @@ def state_layout(model: keras.Model) -> tuple:
         (layer.name, layer.computed_depth, getattr(layer, "open_depth", None))
         for layer in meta_layers(model)
     )
-    groups = (
+    layout = tuple(
+        tuple((v.path, tuple(v.shape), str(v.dtype)) for v in group) for group in _state(model)
+    )
+    return depths, layout
+
+
+def _state(model: keras.Model) -> tuple:
+    """The variables of Keras' JAX train-step state, in its order."""
+    return (
         model.trainable_variables,
         model.non_trainable_variables,
         model.optimizer.variables,
         model.metrics_variables,
     )
-    layout = tuple(tuple((v.path, tuple(v.shape), str(v.dtype)) for v in group) for group in groups)
-    return depths, layout
 
 
-def _abstract_state(model: keras.Model) -> tuple:
+def _abstract(tree):
+    """Shapes and dtypes only: what `lower` needs."""
     import jax
 
-    def aval(v):
-        return jax.ShapeDtypeStruct(tuple(v.shape), v.dtype)
-
-    return (
-        [aval(v) for v in model.trainable_variables],
-        [aval(v) for v in model.non_trainable_variables],
-        [aval(v) for v in model.optimizer.variables],
-        [aval(v) for v in model.metrics_variables],
-    )
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(tuple(a.shape), a.dtype), tree)
 
 
 class CompileAhead:
@@ -112,9 +111,7 @@ class CompileAhead:
 
         def step(state, data):
             if recorder.data is None:
-                recorder.data = jax.tree_util.tree_map(
-                    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), data
-                )
+                recorder.data = _abstract(data)
             if compiled is not None:
                 try:
                     return compiled(state, data)
@@ -148,7 +145,6 @@ class CompileAhead:
     def watch(self) -> None:
         """Record the batch's shape from the model's current train function, untouched (a step
         Keras compiled already stays compiled): wraps it to peek at the first batch."""
-        import jax
 
         original = self.model.train_function
         if original is None or getattr(original, "_gdeeper_ahead", None) is self:
@@ -158,9 +154,7 @@ class CompileAhead:
         def train_function(state, iterator):
             if recorder.data is None:
                 first = next(iterator)
-                recorder.data = jax.tree_util.tree_map(
-                    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), first
-                )
+                recorder.data = _abstract(first)
                 iterator = itertools.chain([first], iterator)
             return original(state, iterator)
 
@@ -206,14 +200,10 @@ class CompileAhead:
             import jax
 
             lowered = jax.jit(model.train_step, donate_argnums=0).lower(
-                _abstract_state(model), self.data
+                _abstract([list(group) for group in _state(model)]), self.data
             )
             self.ready[layout] = self._pool.submit(lowered.compile)
         finally:
             layer.hold_depth(*held)
             self.extend(model)
             self.prepared_for = (structure_generation(), len(model.optimizer.variables))
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self.ready.clear()
