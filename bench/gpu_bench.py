@@ -82,7 +82,7 @@ def wide_models(depth: int, filters: tuple[int, int], seed: int):
         return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
 
     def ginfinity(index, width, x):
-        return GInfinity(block(width), w_init=depth - 0.5, name=f"g{index}")(x)
+        return GInfinity(block(width), w_init=depth - 0.5, name=f"g{index}", preset="original")(x)
 
     def plain(index, width, x):
         w = depth - 0.5

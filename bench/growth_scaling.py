@@ -75,6 +75,7 @@ def build(meta_layers: int, w_init: float, chunk: int = 5) -> keras.Model:
             chunk=chunk,
             name=f"g{index}",
             **HEADROOM,
+            preset="original",
         )(x)
     model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid", trainable=False)(x))
     model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", steps_per_execution=1)

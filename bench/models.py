@@ -67,6 +67,7 @@ def gdeeper_model(shape_name: str, depth: int, chunk: int = 5) -> keras.Model:
         w_regularizer=1e-4,
         chunk=chunk,
         name="g",
+        preset="original",
     )(stem(shape_name, inputs))
     model = keras.Model(inputs, head(shape_name, x))
     layer = model.get_layer("g")
@@ -163,6 +164,7 @@ def mnist_model(style: str, depths=(1, 2, 1), allocated: int = 5) -> keras.Model
                 w_regularizer=w_penalty,
                 chunk=allocated,
                 name=name,
+                preset="original",
             )
         blocks = [make_block(width) for _ in range(allocated)]
         return OriginalStyleMeta(blocks, w_for_depth(depth), w_penalty, name=name)

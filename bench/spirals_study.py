@@ -11,6 +11,9 @@ file are not run again, so an interrupted study continues:
 
     KERAS_BACKEND=jax python bench/spirals_study.py --out DIR --phases 10 20 --seeds 0 1 \
         --variant default: --variant front:normalize=rms,frontier=0.1 --grid
+
+`--task checkerboard|rings|waves` runs the same protocol on a task of `bench/heldout_tasks.py`
+instead, `--phases` then giving its difficulty levels.
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ def one_run(job: dict) -> dict:
     import gdeeper
     from gdeeper.experiments.spirals import spirals_data
     from gdeeper.runner.depth_signal import w_gradients
+
+    if job.get("task", "spirals") != "spirals":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from heldout_tasks import TASKS
+
+        spirals_data = TASKS[job["task"]]  # the same signature: (level, n, seed)
 
     options = dict(job["options"])
     plain = options.pop("plain", None)
@@ -142,12 +151,15 @@ def build(plain, held, options, seed):
     x = layers.Dense(8, activation="relu")(x_in)
     if held is not None:
         options.update(w_init=float(held), w_trainable=False, w_regularizer=0.0)
+    # A variant names what it changes from the original layer (the study's baseline).
+    options = {"preset": "original", **options}
     g = gdeeper.GInfinity([layers.Dense(8)], h="relu", seed=seed, name="g", **options)
     return keras.Model(x_in, layers.Dense(1, activation="sigmoid")(g(x)))
 
 
 def key(job: dict) -> tuple:
-    return (job["variant"], float(job["phase"]), int(job["seed"]), int(job["steps"]))
+    task = job.get("task", "spirals")
+    return (task, job["variant"], float(job["phase"]), int(job["seed"]), int(job["steps"]))
 
 
 def main() -> None:
@@ -162,6 +174,7 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true", help="record the training loss too")
     parser.add_argument("--steps-per-execution", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--task", default="spirals", help="or checkerboard, rings, waves")
     args = parser.parse_args()
     variants = [parse_variant(v) for v in args.variant]
     if args.grid:
@@ -169,6 +182,7 @@ def main() -> None:
     every = args.every or args.steps
     jobs = [
         {"phase": p, "seed": s, "variant": name, "options": options, "steps": args.steps}
+        | {"task": args.task}
         | {"every": every, "trace": args.trace, "steps_per_execution": args.steps_per_execution}
         for name, options in variants
         for p in args.phases

@@ -127,6 +127,7 @@ def spirals_model(variant: str, seed: int):
             max_depth=100,
             name="g",
             **options,
+            preset="original",
         )(x)
     model = keras.Model(x_in, keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(

@@ -34,7 +34,7 @@ def train(compile_ahead: bool, check_every: int = 1, **options):
         name="g",
         normalize="rms",
         frontier=0.1,
-        **options,
+        **{"preset": "original", **options},  # levels from 8 on: several single-depth steps
     )
     outputs = keras.layers.Dense(1)(PullW(layer)(layer(inputs)))
     model = keras.Model(inputs, outputs)
@@ -63,7 +63,9 @@ def test_compile_ahead_does_nothing_on_other_backends():
         pytest.skip("the JAX tests below")
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, gdeeper.GInfinity([keras.layers.Dense(4)], name="g")(inputs))
+    model = keras.Model(
+        inputs, gdeeper.GInfinity([keras.layers.Dense(4)], name="g", preset="original")(inputs)
+    )
     model.compile("adam", "mse")
     callback = gdeeper.DepthCallback(compile_ahead=True)
     x = np.ones((64, 4), "float32")
@@ -106,7 +108,9 @@ def test_a_wrong_guess_falls_back_to_a_fresh_compile():
 
 def test_exact_depth_grows_in_levels_and_round_trips():
     keras.utils.set_random_seed(0)
-    layer = gdeeper.GInfinity([keras.layers.Dense(4)], exact_depth=2, headroom=1.0, name="g")
+    layer = gdeeper.GInfinity(
+        [keras.layers.Dense(4)], exact_depth=2, headroom=1.0, name="g", preset="original"
+    )
     layer.build((None, 4))
     layer.w.assign(2.5)
     layer.set_depth(2.5)

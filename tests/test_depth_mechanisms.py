@@ -21,6 +21,7 @@ WIDTH = 6
 def model_with(seed=0, h=None, **options) -> tuple[keras.Model, gdeeper.GInfinity]:
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((WIDTH,))
+    options = {"preset": "original", **options}  # the original layer plus the options tested
     layer = gdeeper.GInfinity([keras.layers.Dense(WIDTH)], h=h, seed=seed, name="g", **options)
     return keras.Model(inputs, layer(inputs)), layer
 
@@ -64,11 +65,58 @@ def test_normalize_and_frontier_are_checked():
     with pytest.raises(ValueError, match="normalize must be one of"):
         gdeeper.GInfinity([keras.layers.Dense(4)], normalize="layer")
     with pytest.raises(ValueError, match="needs normalize='rms'"):
-        gdeeper.GInfinity([keras.layers.Dense(4)], frontier=0.1)
+        gdeeper.GInfinity([keras.layers.Dense(4)], normalize=None, frontier=0.1)
+    with pytest.raises(ValueError, match="needs normalize='rms'"):
+        gdeeper.GInfinity([keras.layers.Dense(4)], frontier=0.1, preset="original")
     with pytest.raises(ValueError, match=r"frontier must be a number in \[0, 1\]"):
         gdeeper.GInfinity([keras.layers.Dense(4)], normalize="rms", frontier=2.0)
     with pytest.raises(ValueError, match="penalty_start must be an integer >= 0"):
         gdeeper.GInfinity([keras.layers.Dense(4)], penalty_start=-1)
+
+
+# --------------------------------------------------------------------------------- presets
+SIGNAL_OPTIONS = ("normalize", "frontier", "exact_depth", "headroom")
+
+
+def test_new_layers_get_the_recommended_setting_and_the_original_is_one_argument_away():
+    recommended = gdeeper.GInfinity([keras.layers.Dense(4)])
+    original = gdeeper.GInfinity([keras.layers.Dense(4)], preset="original")
+    assert [getattr(recommended, k) for k in SIGNAL_OPTIONS] == ["rms", 0.1, 2, 1.0]
+    assert [getattr(original, k) for k in SIGNAL_OPTIONS] == [None, 0.0, 8, 0.5]
+    # An option given explicitly wins over the preset, whichever preset it is.
+    mixed = gdeeper.GInfinity([keras.layers.Dense(4)], frontier=0.0, headroom=0.0)
+    assert [getattr(mixed, k) for k in SIGNAL_OPTIONS] == ["rms", 0.0, 2, 0.0]
+    with pytest.raises(ValueError, match=r"preset must be one of \('recommended', 'original'\)"):
+        gdeeper.GInfinity([keras.layers.Dense(4)], preset="best")
+
+
+@pytest.mark.both_backends
+def test_a_preset_round_trips_and_a_config_from_before_presets_loads_as_the_original(tmp_path):
+    model, layer = model_with(w_init=1.5, preset="recommended")
+    config = layer.get_config()
+    assert config["preset"] == "recommended"
+    assert all(config[k] != "auto" for k in SIGNAL_OPTIONS)  # saved resolved
+    again = gdeeper.GInfinity.from_config(config)
+    assert [getattr(again, k) for k in SIGNAL_OPTIONS] == ["rms", 0.1, 2, 1.0]
+    # A config written before presets existed: the original's values, no "preset" key.
+    old = {**gdeeper.GInfinity([keras.layers.Dense(WIDTH)], preset="original").get_config()}
+    del old["preset"]
+    loaded = gdeeper.GInfinity.from_config(old)
+    assert loaded.preset == "original" and loaded.normalize is None and loaded.frontier == 0.0
+    # Trained as a user would: w moves, the model saves and loads with its preset.
+    model.compile(keras.optimizers.Adam(0.01), "mse")
+    x = np.random.default_rng(0).normal(size=(64, WIDTH)).astype("float32")
+    model.fit(
+        x, x[:, ::-1], epochs=2, batch_size=16, verbose=0, callbacks=[gdeeper.DepthCallback()]
+    )
+    assert float(ops.convert_to_numpy(layer.w)) != 1.5
+    path = tmp_path / "m.keras"
+    model.save(path)
+    reloaded = gdeeper.load_model(path)
+    assert reloaded.get_layer("g").preset == "recommended"
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
 
 
 # -------------------------------------------------------------------------------- frontier

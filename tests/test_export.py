@@ -77,6 +77,7 @@ def test_merges_depth_zero_and_stretched_gates_export_exactly(options, w):
                 w_init=w,
                 name="g",
                 **options,
+                preset="original",
             ),
             keras.layers.Dense(2, name="head"),
         ]
@@ -138,7 +139,7 @@ def test_prune_releases_the_sub_layers_w_left_behind(tmp_path):
 
 
 def test_prune_keeps_a_chunk_of_slack():
-    layer = GInfinity(keras.layers.Dense(3), w_init=8.5, chunk=5)
+    layer = GInfinity(keras.layers.Dense(3), w_init=8.5, chunk=5, preset="original")
     layer.build((None, 3))
     assert (layer.computed_depth, layer.allocated_depth) == (12, 15)  # 9 needed, headroom 12
     layer.w.assign(2.6)

@@ -41,6 +41,7 @@ def parity_model(w_init, chunk):
         chunk=chunk,
         w_regularizer=None,
         name="g",
+        preset="original",
     )(x)
     model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid", trainable=False)(x))
     model.compile(keras.optimizers.Adam(0.02), "binary_crossentropy", steps_per_execution=1)

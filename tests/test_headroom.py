@@ -22,7 +22,9 @@ def numpy_of(variable) -> np.ndarray:
 
 
 def computed_depths_on_the_way_to(final: int, headroom: float) -> list[int]:
-    layer = GInfinity(keras.layers.Dense(2), w_init=1.0, headroom=headroom, max_depth=200)
+    layer = GInfinity(
+        keras.layers.Dense(2), w_init=1.0, headroom=headroom, max_depth=200, preset="original"
+    )
     layer.build((None, 2))
     seen = [layer.computed_depth]
     for w in np.arange(1.0, final - 0.1, 0.01):  # w ends just under `final`
@@ -40,7 +42,7 @@ def test_growth_to_depth_50_changes_depth_logarithmically():
 
 
 def test_levels_shrink_with_hysteresis_below_the_level_under_them():
-    layer = GInfinity(keras.layers.Dense(2), w_init=19.5)
+    layer = GInfinity(keras.layers.Dense(2), w_init=19.5, preset="original")
     layer.build((None, 2))
     assert layer.computed_depth == 27 and layer._open_depth == 20
     layer.set_depth(17.9)  # above 18 - hysteresis: the level stays
@@ -72,7 +74,9 @@ def block():
 def make_model(headroom: float, w_init: float) -> keras.Model:
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,))
-    x = GInfinity(block(), w_init=w_init, headroom=headroom, seed=1, name="g")(inputs)
+    x = GInfinity(block(), w_init=w_init, headroom=headroom, seed=1, name="g", preset="original")(
+        inputs
+    )
     model = keras.Model(inputs, keras.layers.Dense(1, name="out")(x))
     model.compile(keras.optimizers.SGD(0.05), "mse")
     return model
@@ -112,7 +116,9 @@ def test_a_closed_sub_layer_opens_without_a_retrace_and_trains():
     x, y = data(256)
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8,))
-    g = GInfinity([keras.layers.Dense(8), keras.layers.Dropout(0.1)], w_init=8.7, name="g")
+    g = GInfinity(
+        [keras.layers.Dense(8), keras.layers.Dropout(0.1)], w_init=8.7, name="g", preset="original"
+    )
     model = keras.Model(inputs, keras.layers.Dense(1)(g(inputs)))
     model.compile(keras.optimizers.Adam(0.01), "mse")
     assert (g.computed_depth, g._open_depth) == (12, 9)

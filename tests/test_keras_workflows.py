@@ -37,7 +37,9 @@ def small_model(w_init=1.0, block=None, chunk=2, name="g"):
     inputs = keras.Input((8,))
     x = keras.layers.Dense(8, activation="relu")(inputs)
     block = block if block is not None else [keras.layers.Dense(8)]
-    x = GInfinity(block, w_init=w_init, chunk=chunk, w_regularizer=None, name=name)(x)
+    x = GInfinity(
+        block, w_init=w_init, chunk=chunk, w_regularizer=None, name=name, preset="original"
+    )(x)
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
 
 
@@ -102,7 +104,9 @@ def test_unregistered_user_layer_saves_and_loads_with_custom_objects(tmp_path):
 class Subclassed(keras.Model):
     def __init__(self):
         super().__init__()
-        self.g = GInfinity([keras.layers.Dense(8)], w_init=1.9, chunk=2, w_regularizer=None)
+        self.g = GInfinity(
+            [keras.layers.Dense(8)], w_init=1.9, chunk=2, w_regularizer=None, preset="original"
+        )
         self.out = keras.layers.Dense(1)
 
     def call(self, x):
@@ -117,7 +121,13 @@ def test_models_built_during_fit_grow(kind):
     else:
         model = keras.Sequential(
             [
-                GInfinity([keras.layers.Dense(8)], w_init=1.9, chunk=2, w_regularizer=None),
+                GInfinity(
+                    [keras.layers.Dense(8)],
+                    w_init=1.9,
+                    chunk=2,
+                    w_regularizer=None,
+                    preset="original",
+                ),
                 keras.layers.Dense(1),
             ]
         )
@@ -478,7 +488,9 @@ def test_keras_run_layer_test():
                 },
                 input_shape=(2, 4),
                 expected_output_shape=(2, 4),
-                expected_num_trainable_weights=5,  # w, and kernel + bias of 2 sub-layers
+                # w, and kernel + bias of the 2 open sub-layers and of the frontier (the
+                # recommended preset trains the first closed sub-layer before it opens)
+                expected_num_trainable_weights=7,
                 expected_num_non_trainable_weights=0,
                 expected_num_losses=1,  # the penalty on w
                 supports_masking=False,

@@ -38,7 +38,9 @@ identity = lambda a: a  # noqa: E731
 @pytest.mark.parametrize("h_name,h", [("relu", relu), (None, identity)])
 def test_output_matches_the_recursion(merge, h_name, h):
     keras.utils.set_random_seed(0)
-    layer = GInfinity(keras.layers.Dense(6), h=h_name, merge=merge, chunk=3, w_init=1.0)
+    layer = GInfinity(
+        keras.layers.Dense(6), h=h_name, merge=merge, chunk=3, w_init=1.0, preset="original"
+    )
     x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
     layer(x)
     for w in [-0.7, 0.0, 0.4, 1.0, 2.5, 2.97, 6.3]:  # 6.3 grows past the 3 allocated
@@ -50,7 +52,7 @@ def test_output_matches_the_recursion(merge, h_name, h):
 
 
 def test_w_at_or_below_zero_gives_h_of_x():
-    layer = GInfinity(keras.layers.Dense(3), w_init=-0.5)
+    layer = GInfinity(keras.layers.Dense(3), w_init=-0.5, preset="original")
     x = np.array([[-1.0, 0.5, 2.0]], dtype="float32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), [[0.0, 0.5, 2.0]])
     assert layer.computed_depth == 0
@@ -58,7 +60,9 @@ def test_w_at_or_below_zero_gives_h_of_x():
 
 def test_multi_layer_block_with_batchnorm_in_inference():
     keras.utils.set_random_seed(1)
-    layer = GInfinity([keras.layers.Dense(5), keras.layers.BatchNormalization()], w_init=1.6)
+    layer = GInfinity(
+        [keras.layers.Dense(5), keras.layers.BatchNormalization()], w_init=1.6, preset="original"
+    )
     x = np.random.default_rng(1).normal(size=(8, 5)).astype("float32")
     out = keras.ops.convert_to_numpy(layer(x, training=False))
     g = x
@@ -78,7 +82,9 @@ def small_model(w_init, chunk=5, regularized=True):
     norm = (
         GammaRegularizedBatchNorm(1e-2, 0.0) if regularized else keras.layers.BatchNormalization()
     )
-    x = GInfinity([keras.layers.Dense(6), norm], w_init=w_init, chunk=chunk, name="g")(inputs)
+    x = GInfinity(
+        [keras.layers.Dense(6), norm], w_init=w_init, chunk=chunk, name="g", preset="original"
+    )(inputs)
     outputs = keras.layers.Dense(1, trainable=False)(x)
     return keras.Model(inputs, outputs)
 
@@ -140,6 +146,7 @@ def test_penalties_match_the_formula():
         w_init=2.3,
         w_regularizer=w_factor,
         chunk=5,
+        preset="original",
     )
     x = np.ones((2, 4), dtype="float32")
     layer(x)
@@ -170,6 +177,7 @@ def test_block_regularizer_chooses_weights():
             w_regularizer=None,
             block_regularizer=ShiftedL2(1.0),
             penalize=penalize,
+            preset="original",
         )
         layer(np.ones((1, 3), dtype="float32"))
         return sum(float(keras.ops.convert_to_numpy(v)) for v in layer.losses), layer
@@ -188,7 +196,7 @@ def test_block_regularizer_chooses_weights():
 
 
 def test_hysteresis_keeps_the_depth_while_w_hovers():
-    layer = GInfinity(keras.layers.Dense(2), w_init=2.5)
+    layer = GInfinity(keras.layers.Dense(2), w_init=2.5, preset="original")
     layer(np.ones((1, 2), dtype="float32"))
     depths = []
     for w in [2.96, 2.99, 3.02, 2.97, 2.9, 3.01, 2.8, 2.98]:

@@ -34,6 +34,7 @@ def make_model(w_init=2.5, chunk=5):
         chunk=chunk,
         w_regularizer=None,
         name="g",
+        preset="original",
     )(x)
     return keras.Model(inputs, keras.layers.Dense(1, "sigmoid", trainable=False)(x))
 

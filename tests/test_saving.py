@@ -171,8 +171,12 @@ def test_resume_matches_uninterrupted_training(tmp_path):
 
 def two_layer_model():
     inputs = keras.Input((6,))
-    x = GInfinity(keras.layers.Dense(6), w_init=1.5, chunk=1, w_regularizer=None, name="a")(inputs)
-    x = GInfinity(keras.layers.Dense(6), w_init=2.5, chunk=1, w_regularizer=None, name="b")(x)
+    x = GInfinity(
+        keras.layers.Dense(6), w_init=1.5, chunk=1, w_regularizer=None, name="a", preset="original"
+    )(inputs)
+    x = GInfinity(
+        keras.layers.Dense(6), w_init=2.5, chunk=1, w_regularizer=None, name="b", preset="original"
+    )(x)
     model = keras.Model(inputs, keras.layers.Dense(1)(x))
     model.compile(keras.optimizers.Adam(0.01), "mse")
     return model

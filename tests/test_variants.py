@@ -157,7 +157,9 @@ def small_model(w_init=1.6, **options):
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((4,))
-    layer = GInfinity(keras.layers.Dense(4), w_init=w_init, seed=1, name="g", **options)
+    layer = GInfinity(
+        keras.layers.Dense(4), w_init=w_init, seed=1, name="g", **options, preset="original"
+    )
     model = keras.Model(inputs, keras.layers.Dense(1, name="out")(layer(inputs)))
     model.compile(keras.optimizers.Adam(0.05), "mse")
     return model

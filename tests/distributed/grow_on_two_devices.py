@@ -49,7 +49,12 @@ def train(distributed: bool):
     with scope:
         inputs = keras.Input((4,))
         layer = gdeeper.GInfinity(
-            [keras.layers.Dense(4)], h="relu", seed=0, name="g", w_regularizer=Pull()
+            [keras.layers.Dense(4)],
+            h="relu",
+            seed=0,
+            name="g",
+            w_regularizer=Pull(),
+            preset="original",
         )
         outputs = keras.layers.Dense(1)(layer(inputs))
         model = keras.Model(inputs, outputs)

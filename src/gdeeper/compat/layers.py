@@ -184,5 +184,5 @@ def GInftlyLayer(
         merge="residual" if res_net_like else "blend",
         chunk=w_step,
         name=name,
-        **kwargs,
+        **{"preset": "original", **kwargs},  # the original library's layer
     )

@@ -26,7 +26,7 @@ from gdeeper.core.frontier import frontier_merge, normalized
 from gdeeper.core.gate import deltas, frontier_gates, penalty_factors, stretch_init
 from gdeeper.core.gate import stretch as softplus_stretch
 from gdeeper.core.growable import DepthLimitError
-from gdeeper.core.layer_arguments import check_arguments
+from gdeeper.core.layer_arguments import check_arguments, resolve_preset
 from gdeeper.core.merge import merge as merge_values
 from gdeeper.core.merge import merge_if_open
 from gdeeper.core.penalties import as_regularizer
@@ -67,17 +67,16 @@ class GInfinity(SubLayerStack):
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
             comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
             sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
-        headroom, exact_depth: beyond `exact_depth` (8) sub-layers the computed depth grows
-            in steps of this fraction of itself (8, 12, 18, 27, 41, 62, ... for the default
-            0.5; 2, 3, 5, 8, 12, ... with `exact_depth=2`), so a run that grows
-            to depth d retraces O(log d) times instead of d. The sub-layers computed beyond
-            `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0 their block
-            does not run (the conditional and the optimizer's update of its variables still
-            cost, for a small block about half an open sub-layer's step time), and they open
-            without a retrace when `w` reaches them. A headroom of 0 computes exactly
-            `ceil(w + lookahead)` sub-layers. A closed sub-layer's state
-            (BatchNormalization's statistics, Dropout's seed) does not move, and its losses
-            (activity regularizers) count 0.
+        headroom, exact_depth: beyond `exact_depth` sub-layers the computed depth grows in
+            steps of this fraction of itself (2, 4, 8, 16, ... for the recommended
+            `exact_depth=2, headroom=1.0`; 8, 12, 18, 27, ... for the original's 8 and 0.5), so
+            a run that grows to depth d retraces O(log d) times instead of d. The sub-layers
+            computed beyond `ceil(w)` sit behind `keras.ops.cond` on their gate: while it is 0
+            their block does not run (the conditional and the optimizer's update of its
+            variables still cost), and they open without a retrace when `w` reaches them. A
+            headroom of 0 computes exactly `ceil(w + lookahead)` sub-layers. A closed
+            sub-layer's state (BatchNormalization's statistics, Dropout's seed) does not move,
+            and its losses (activity regularizers) count 0.
         seed: sub-layer `i` is created with Python's RNG (from which Keras draws the default
             seeds of initializers and dropout) seeded from (`seed`, `i`), so its initial weights
             do not depend on when it is grown: a resumed run grows the same sub-layers as an
@@ -92,6 +91,9 @@ class GInfinity(SubLayerStack):
             is computed and trained before its gate opens, and `w` gets the first-order value
             of opening it; the output stays that of the `ceil(w)` open ones (needs
             `normalize="rms"`; docs/depth-study.md).
+        preset: where `normalize`, `frontier`, `exact_depth` and `headroom` are "auto", their
+            values: "recommended" (default; "rms", 0.1, 2, 1.0: the depth signal chosen in
+            docs/depth-study.md) or "original" (None, 0, 8, 0.5: the 2017 report's layer).
         penalty_start: training steps before the `w` penalty and the depth budget start.
         w_trainable: False holds `w` (set it yourself, or with `gdeeper.GrowOnPlateau`).
         allocated_depth, computed_depth: sub-layers to allocate and to compute at build time.
@@ -135,16 +137,17 @@ class GInfinity(SubLayerStack):
         penalty_factor: str = "gate",
         lookahead: float = 0.05,
         hysteresis: float = 0.25,
-        headroom: float = 0.5,
-        exact_depth: int = 8,
+        headroom: float | str = "auto",
+        exact_depth: int | str = "auto",
         seed: int | None = None,
         allocated_depth: int | None = None,
         computed_depth: int | None = None,
         w_cost_per_parameter: float = 0.0,
-        normalize: str | None = None,
-        frontier: float = 0.0,
+        normalize: str | None = "auto",
+        frontier: float | str = "auto",
         penalty_start: int = 0,
         w_trainable: bool = True,
+        preset: str = "recommended",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -152,7 +155,10 @@ class GInfinity(SubLayerStack):
         if seed is None:
             seed = random.randrange(2**31)
         owner = f"GInfinity '{name}'"
-        check_arguments(owner, locals())
+        chosen = resolve_preset(owner, locals())  # "auto" options take the preset's values
+        normalize, frontier = chosen["normalize"], chosen["frontier"]
+        exact_depth, headroom = chosen["exact_depth"], chosen["headroom"]
+        check_arguments(owner, chosen)
 
         # Plain attribute: the template layers are never built or trained themselves.
         object.__setattr__(self, "_template", BlockTemplate(block, name))
@@ -178,6 +184,7 @@ class GInfinity(SubLayerStack):
         self.frontier = float(frontier)
         self.penalty_start = penalty_start
         self.w_trainable = w_trainable
+        self.preset = preset
         self._requested_allocation = allocated_depth
         self._requested_computation = computed_depth
 
@@ -212,6 +219,7 @@ class GInfinity(SubLayerStack):
                 "frontier": self.frontier,
                 "penalty_start": self.penalty_start,
                 "w_trainable": self.w_trainable,
+                "preset": self.preset,
                 "allocated_depth": len(self.sublayers)
                 if self.built
                 else self._requested_allocation,
@@ -224,7 +232,8 @@ class GInfinity(SubLayerStack):
 
     @classmethod
     def from_config(cls, config: dict):
-        config = dict(config)
+        # A file saved before presets existed holds the original's values (and names no preset).
+        config = {"preset": "original", **config}
         block = config.pop("block")
         if isinstance(block, dict) and block.get("class_name") in ("function", "__lambda__"):
             block = keras.saving.deserialize_keras_object(block)  # a factory function

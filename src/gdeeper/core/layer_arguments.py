@@ -24,6 +24,15 @@ from gdeeper.core.gate import PENALTY_FACTORS
 from gdeeper.core.merge import MERGES
 
 STRETCHES = ("fixed", "trainable")
+# The options a preset sets when they are left at "auto" (docs/depth-study.md). "recommended":
+# the depth signal (normalised sub-layers, a frontier sub-layer trained before its gate opens)
+# and the retracing levels 2, 4, 8, 16, ... chosen on the study's tasks; "original": the 2017
+# report's layer, for its reproductions and `gdeeper.compat`.
+PRESETS: dict[str, dict] = {
+    "recommended": {"normalize": "rms", "frontier": 0.1, "exact_depth": 2, "headroom": 1.0},
+    "original": {"normalize": None, "frontier": 0.0, "exact_depth": 8, "headroom": 0.5},
+}
+AUTO = "auto"
 PENALIZE: Rule = (
     "'last', 'all' or a list of weight names",
     lambda value: (
@@ -34,6 +43,7 @@ PENALIZE: Rule = (
 )
 # (argument, rule), in the order they are checked; the depth records depend on max_depth.
 TABLE: tuple[tuple[str, Rule], ...] = (
+    ("preset", one_of(tuple(PRESETS))),
     ("w_init", FINITE_NUMBER),
     ("merge", one_of(MERGES)),
     ("chunk", INTEGER_FROM_1),
@@ -55,8 +65,18 @@ TABLE: tuple[tuple[str, Rule], ...] = (
 )
 
 
+def resolve_preset(owner: str, values: dict) -> dict:
+    """`values` (GInfinity's `__init__`'s locals) with every option left at "auto" set from
+    its preset, after checking the preset's name."""
+    preset = values["preset"]
+    check_table(owner, [("preset", preset, one_of(tuple(PRESETS)))])
+    chosen = PRESETS[preset]
+    return {**values, **{key: chosen[key] for key in chosen if values[key] == AUTO}}
+
+
 def check_arguments(owner: str, values: dict) -> None:
-    """Check GInfinity's arguments (`values`: its `__init__`'s locals), then the combinations."""
+    """Check GInfinity's arguments (`values`: its `__init__`'s locals, presets resolved), then
+    the combinations."""
     max_depth = values["max_depth"]
     check_table(owner, ((argument, values[argument], rule) for argument, rule in TABLE))
     in_depth_range = (

@@ -150,6 +150,7 @@ def build_image_model(
     merge: str = "residual",
     stretch: str = "fixed",
     penalty_factor: str = "gate",
+    preset: str = "original",
 ):
     """The original MNIST network with meta-layers "cnn0", "cnn1" and "fc0" (uncompiled).
 
@@ -167,7 +168,7 @@ def build_image_model(
         bn_momentum: BatchNorm's moving-average momentum (0.99, Keras' and the original's
             default). With few steps per epoch (digits: 23 at batch 64) the moving statistics
             lag far behind and test accuracy stays near chance for many epochs; 0.9 fixes that.
-        chunk, max_depth, merge, stretch, penalty_factor: passed to every `GInfinity`.
+        chunk, max_depth, merge, stretch, penalty_factor, preset: passed to every `GInfinity`.
         seed: seeds the fixed random layers (sub-layer weights follow Keras' global seed,
             `keras.utils.set_random_seed`, so that each sub-layer starts different).
     """
@@ -192,6 +193,7 @@ def build_image_model(
             merge=merge,
             stretch=stretch,
             penalty_factor=penalty_factor,
+            preset=preset,
             name=layer_name,
         )
 

@@ -74,6 +74,8 @@ class ImageModelConfig(Section):
     merge: Literal["residual", "blend", "geometric"] = "residual"
     stretch: Literal["fixed", "trainable"] = "fixed"
     penalty_factor: Literal["gate", "step", "smooth_step"] = "gate"
+    # GInfinity(preset=...): the reproduction uses the original layer (no depth signal).
+    preset: Literal["recommended", "original"] = "original"
 
     @model_validator(mode="after")
     def _check_lists(self):
@@ -197,6 +199,7 @@ def build_model(config: ImageConfig, input_shape, classes: int):
         merge=m.merge,
         stretch=m.stretch,
         penalty_factor=m.penalty_factor,
+        preset=m.preset,
         seed=config.seed,
         name=f"gdeeper_{config.experiment.replace('-', '_')}",
     )

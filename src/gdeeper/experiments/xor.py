@@ -53,6 +53,8 @@ class XorModelConfig(Section):
     # The report's variants (docs/variants.md); the defaults are the original's gate.
     stretch: Literal["fixed", "trainable"] = "fixed"
     penalty_factor: Literal["gate", "step", "smooth_step"] = "gate"
+    # GInfinity(preset=...): the reproduction uses the original layer (no depth signal).
+    preset: Literal["recommended", "original"] = "original"
 
     @model_validator(mode="after")
     def _check_depth(self):
@@ -125,6 +127,7 @@ def build_xor_model(
     name: str = "g",
     stretch: str = "fixed",
     penalty_factor: str = "gate",
+    preset: str = "original",
 ):
     """The original XOR network: fixed Dense(relu) -> GInfinity -> fixed Dense(sigmoid).
 
@@ -151,6 +154,7 @@ def build_xor_model(
         merge=merge,
         stretch=stretch,
         penalty_factor=penalty_factor,
+        preset=preset,
         name=name,
     )(x)
     y = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="fixed_out")(x)
@@ -173,6 +177,7 @@ def build_model(config: XorConfig):
         merge=m.merge,
         stretch=m.stretch,
         penalty_factor=m.penalty_factor,
+        preset=m.preset,
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),
