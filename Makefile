@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv xor test lint format bench bench-full reliability variants reproduce-xor reproduce-mnist reproduce-fashion depth-study depth-data-cnn clean
+.PHONY: venv xor test lint format bench bench-full reliability distributed variants reproduce-xor reproduce-mnist reproduce-fashion depth-study depth-data-cnn clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m both_backends
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# One growing model on two devices (JAX DataParallel, TF MirroredStrategy) and on two hosts (two
+# JAX processes on localhost): docs/distributed.md. Part of `make test` too; ~5 min on 2 cores.
+distributed: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_distributed.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,10 +1,14 @@
-"""Growth on two devices (issue 26): JAX `DataParallel` and TensorFlow `MirroredStrategy`, each
-on this CPU split in two, in a fresh process (`tests/distributed/grow_on_two_devices.py`).
-The model grows at the same steps as on one device, trains to the same weights up to float
-tolerance, its new sub-layers are placed as the distribution says, and what it saves loads on
-one device with the same predictions and depths."""
+"""Growth on two devices and on two hosts (issue 26).
+
+Two devices: JAX `DataParallel` and TensorFlow `MirroredStrategy`, each on this CPU split in
+two, in a fresh process (`tests/distributed/grow_on_two_devices.py`). Two hosts: two JAX
+processes on localhost (`tests/distributed/grow_on_two_hosts.py`). The model grows at the same
+steps as on one device, trains to the same weights up to float tolerance, its new sub-layers
+are placed as the distribution says, and what it saves loads on one device with the same
+predictions and depths."""
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +17,7 @@ import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).parent / "distributed" / "grow_on_two_devices.py"
+HOSTS_SCRIPT = Path(__file__).parent / "distributed" / "grow_on_two_hosts.py"
 
 
 # Keras 3.15 / TensorFlow 2.21 cannot run steps_per_execution > 1 under MirroredStrategy even
@@ -46,3 +51,53 @@ def test_a_model_grows_on_two_devices_as_on_one_and_loads_on_one(
         assert two["loaded_info"][key] == pytest.approx(two["info"][key])
     if backend == "jax":  # the newest sub-layer's kernel is replicated on the 2-device mesh
         assert "'batch': 2" in two["layout"] and "P(None, None)" in two["layout"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow(45)
+def test_a_model_grows_on_two_hosts_as_on_one(tmp_path):
+    """Two processes as two hosts (JAX's multi-controller runtime on localhost, Gloo on the CPU),
+    one device each, `DataParallel` over both: growth at the same steps as one process on whole
+    batches, the same weights up to float tolerance, and what each host saved loads here."""
+    script, out = str(HOSTS_SCRIPT), str(tmp_path / "two.keras")
+    port = str(free_port())
+    hosts = [
+        subprocess.Popen(
+            [sys.executable, script, "host", str(i), port, out],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    alone = subprocess.run(
+        [sys.executable, script, "one", "-", "-", out], capture_output=True, text=True, timeout=600
+    )
+    finished = [host.communicate(timeout=600) for host in hosts]
+    for host, (_, stderr) in zip(hosts, finished, strict=True):
+        assert host.returncode == 0, stderr[-3000:]
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    two = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
+    one = json.loads(alone.stdout.strip().splitlines()[-1])
+    assert [(r["processes"], r["devices"]) for r in two] == [(2, 2), (2, 2)]
+    assert len(one["depths"]) >= 2, one["depths"]  # it grew, twice at least
+    for result in two:
+        assert result["depths"] == one["depths"]
+        for a, b in zip(result["weights"], one["weights"], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        assert "'batch': 2" in result["layout"] and "P(None, None)" in result["layout"]
+    import gdeeper
+
+    sys.path.insert(0, str(HOSTS_SCRIPT.parent))
+    from pull import Pull  # the scripts' w penalty, registered for loading
+
+    for i, result in enumerate(two):
+        loaded = gdeeper.load_model(tmp_path / f"two-{i}.keras", custom_objects={"Pull": Pull})
+        assert gdeeper.depths(loaded)["g"].allocated_depth == result["info"]["allocated_depth"]
+        for a, b in zip(loaded.get_weights(), result["weights"], strict=True):
+            np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6, atol=1e-6)

@@ -24,19 +24,9 @@ import contextlib  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from pull import Pull  # noqa: E402 (beside this script)
 
 import gdeeper  # noqa: E402
-
-
-@keras.saving.register_keras_serializable("gdeeper_tests")
-class Pull(keras.regularizers.Regularizer):
-    """A w "penalty" of `-w`: w climbs a depth every ~100 steps of Adam(0.01)."""
-
-    def __call__(self, w):
-        return -keras.ops.sum(w)
-
-    def get_config(self):
-        return {}
 
 
 def train(distributed: bool):
