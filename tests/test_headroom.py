@@ -45,9 +45,9 @@ def test_levels_shrink_with_hysteresis_below_the_level_under_them():
     layer = GInfinity(keras.layers.Dense(2), w_init=19.5, preset="original")
     layer.build((None, 2))
     assert layer.computed_depth == 27 and layer._open_depth == 20
-    layer.set_depth(17.9)  # above 18 - hysteresis: the level stays
+    layer.set_depth(16.0)  # above 18 - hysteresis * (27 - 18) = 15.75: the level stays
     assert layer.computed_depth == 27
-    layer.set_depth(17.7)
+    layer.set_depth(15.7)
     assert layer.computed_depth == 18
     layer.set_depth(3.5)  # back among the exact depths
     assert layer.computed_depth == 4

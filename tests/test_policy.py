@@ -59,8 +59,10 @@ def test_target_depth_looks_ahead_and_holds_with_hysteresis():
     assert policy.target_depth(2.9, 4, **DEPTH) == 4  # above 3 - 0.25: keep the 4th
     assert policy.target_depth(2.7, 4, **DEPTH) == 3  # 0.3 below 3: drop it
     assert policy.target_depth(9.5, 8, **DEPTH) == 12  # beyond 8: the next level
-    assert policy.target_depth(8.5, 12, **DEPTH) == 12  # hysteresis below the level under it
-    assert policy.target_depth(7.5, 12, **DEPTH) == 8
+    assert policy.target_depth(8.5, 12, **DEPTH) == 12
+    # below the level under it by hysteresis times the gap between the levels (4): under 7
+    assert policy.target_depth(7.1, 12, **DEPTH) == 12
+    assert policy.target_depth(6.9, 12, **DEPTH) == 7  # ceil(6.95), an exact depth
 
 
 def test_target_units_move_in_whole_chunks():
@@ -82,8 +84,15 @@ def test_levels_can_start_below_eight():
     assert [policy.level(d, 1.0, 1000, exact=2) for d in (1, 2, 3, 4, 5, 9)] == [1, 2, 4, 4, 8, 16]
     assert policy.level_below(8, 1.0, exact=2) == 4
     # w = 2.97 needs a 4th sub-layer: with exact=2 and headroom 1 the level is 4, and the
-    # frontier (extra=1) is computed on top; it holds until w falls under 2 - hysteresis
+    # frontier (extra=1) is computed on top; it holds until w falls under 2 - hysteresis * 2
+    # (the gap from level 4 to level 2)
     options = DEPTH | {"headroom": 1.0, "exact": 2}
     assert policy.target_depth(2.97, 4, extra=1, **options) == 5
     assert policy.target_depth(1.9, 5, extra=1, **options) == 5
-    assert policy.target_depth(1.7, 5, extra=1, **options) == 3
+    assert policy.target_depth(1.7, 5, extra=1, **options) == 5
+    assert policy.target_depth(1.4, 5, extra=1, **options) == 3
+    # from level 8 (+ the frontier) back to 4 (+ 1) once w is under 4 - 0.25 * 4 = 3, not 3.75: a w
+    # that hovers around 3.9 no longer retraces at every crossing
+    assert policy.target_depth(3.97, 5, extra=1, **options) == 9
+    assert policy.target_depth(3.6, 9, extra=1, **options) == 9
+    assert policy.target_depth(2.9, 9, extra=1, **options) == 5

@@ -65,8 +65,8 @@ class GInfinity(SubLayerStack):
             (`t^2 (3 - 2t)`, `t = min(delta_w(i) / 0.1, 1)`); all are 0 with a 0 derivative
             at `w = i`.
         lookahead, hysteresis: the computed depth rises to `ceil(w + lookahead)` as soon as `w`
-            comes within `lookahead` of it, and falls only once `w` is `hysteresis` below the
-            sub-layer it would drop, so a `w` hovering at an integer does not retrace every step.
+            comes within `lookahead` of it, and falls only once `w` is `hysteresis` (times the
+            gap between two levels, below) under the level it would drop to: no retrace per step.
         headroom, exact_depth: beyond `exact_depth` sub-layers the computed depth grows in
             steps of this fraction of itself (2, 4, 8, 16, ... for the recommended
             `exact_depth=2, headroom=1.0`; 8, 12, 18, 27, ... for the original's 8 and 0.5), so

@@ -81,9 +81,10 @@ def target_depth(
 ) -> int:
     """The computed depth for a finite `w`, with hysteresis around the `current` one (None: a
     fresh layer). It rises to `ceil(w + lookahead)` (or its level) as soon as `w` comes within
-    `lookahead` of the top computed index, and falls only once `w` is `hysteresis` below the
-    level under the current depth. `extra` sub-layers beyond are computed too (the frontier);
-    up to `exact` sub-layers the levels are every depth."""
+    `lookahead` of the top computed index, and falls only once `w` is below the level under the
+    current depth by `hysteresis` times the gap between the two levels (1 among the exact
+    depths). `extra` sub-layers beyond are computed too (the frontier); up to `exact`
+    sub-layers the levels are every depth."""
     # The levels apply to the sub-layers w can open; the `extra` ones are computed on top.
     fresh = max(0, math.ceil(w + lookahead))
     fresh_level = level(fresh, headroom, max_depth, exact) + extra
@@ -91,7 +92,11 @@ def target_depth(
         return fresh_level
     if w > current - extra - lookahead:  # w is about to cross the top active index: grow
         return max(fresh_level, current)
-    if w < level_below(current - extra, headroom, exact) - hysteresis:  # well below: shrink
+    # Well below: shrink. The margin grows with the gap, because a level's worth of closed
+    # sub-layers costs little per step while a w that hovers at a level's edge would retrace
+    # twice per crossing (measured: 24 retraces in one 16,000-step run, docs/depth-study.md).
+    below = level_below(current - extra, headroom, exact)
+    if w < below - hysteresis * (current - extra - below):
         return fresh_level
     return current
 
