@@ -35,6 +35,8 @@ from typing import Any
 from gdeeper.config import (
     ConfigError,
     RunConfig,
+    current_key,
+    current_names,
     parse_assignment,
     read_yaml,
     set_key,
@@ -194,13 +196,14 @@ def resolve_config(
     if named is not None and named != spec.name:
         source = f"config file {config_path}" if config_path else "the config"
         raise ConfigError(f"{source} is for experiment {named!r}, not {spec.name!r}")
+    loaded = current_names(spec.config_class, loaded)  # old keys (w_penalty) under new names
     resolved = merge_dicts(copy.deepcopy(spec.defaults), loaded)  # --set must not edit defaults
     resolved["experiment"] = spec.name
     for item in overrides:
         key, value = parse_assignment(item) if isinstance(item, str) else item
         if key == "experiment" and value != spec.name:
             raise ConfigError("the experiment cannot be changed with --set")
-        set_key(resolved, key, value)
+        set_key(resolved, current_key(spec.config_class, key), value)
     config = validate(spec.config_class, resolved)
     if check and spec.check is not None:
         spec.check(config)

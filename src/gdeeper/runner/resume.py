@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gdeeper.config import ConfigError, RunConfig, config_checksum, read_yaml
+from gdeeper.config import ConfigError, RunConfig, config_checksum, current_names, read_yaml
 from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
@@ -115,7 +115,7 @@ def _run_config(run_dir: Path, manifest: dict) -> RunConfig:
             f"the one in {rd.MANIFEST_FILE}); restore it, or start a new run"
         )
     config = resolve_config(None, path)
-    raw = read_yaml(path)
+    raw = current_names(type(config), read_yaml(path))  # a renamed key is no missing one
     missing = _missing_keys(config.model_dump(mode="json"), raw)
     if missing:
         raise ConfigError(
