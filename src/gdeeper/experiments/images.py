@@ -235,6 +235,13 @@ DEFAULTS = {
     },
 }
 
+FLAGS = {
+    "epochs": "training.epochs",
+    "data": "data.path",
+    "limit": "data.limit",
+    "order": "model.order",
+}
+
 for _name, _description in DESCRIPTIONS.items():
     register(
         Experiment(
@@ -246,5 +253,7 @@ for _name, _description in DESCRIPTIONS.items():
             reference=reference,
             x_axis="epoch",
             prepare=prepare,
+            flags=FLAGS,
+            family="image",
         )
     )

@@ -168,5 +168,6 @@ register(
         description="two-arm spirals of rising difficulty (Unbounded Depth Neural Networks)",
         run_label=run_label,
         value_label=value_label,
+        flags={"steps": "training.steps", "phase": "data.phase"},
     )
 )

@@ -291,6 +291,8 @@ register(
         x_axis="epoch",
         prepare=prepare,
         check=check,
+        flags={"model": "model.builder", "data": "data.loader", "epochs": "training.epochs"},
+        selected_by=("model", "data"),
         defaults={"training": dict(DEFAULT_TRAINING)},  # kept by a partial training section
     )
 )

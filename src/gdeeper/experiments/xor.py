@@ -208,5 +208,6 @@ register(
         run_label=run_label,
         value_label=value_label,
         reference=reference,
+        flags={"steps": "training.steps", "active": "data.active"},
     )
 )

@@ -15,10 +15,6 @@ import os
 from pathlib import Path
 
 from gdeeper.config import ConfigError
-from gdeeper.runner import signals
-from gdeeper.runner.signals import Terminated
-
-__all__ = ["LOCK_FILE", "Terminated", "handle_sigterm", "lock_run_dir", "restore_sigterm"]
 
 LOCK_FILE = ".lock"
 _HELD: dict[str, int] = {}  # resolved run directory -> the descriptor holding its lock
@@ -62,18 +58,6 @@ def release_run_dir(run_dir: str | os.PathLike) -> None:
     fd = _HELD.pop(str(Path(run_dir).resolve()), None)
     if fd is not None:
         os.close(fd)
-
-
-def handle_sigterm():
-    """From now on SIGTERM raises `Terminated` (a KeyboardInterrupt) in the main thread, so a
-    session ends as on Ctrl-C: consistent checkpoint, manifest closed, resume hint. Returns the
-    handler it replaced (for `restore_sigterm`), or None (outside the main thread, or SIGTERM
-    was ignored by the parent: it stays ignored; runner/signals.py)."""
-    return signals.handle_sigterm()
-
-
-def restore_sigterm(previous) -> None:
-    signals.restore_sigterm(previous)
 
 
 def held_elsewhere(run_dir: str | os.PathLike) -> bool | None:

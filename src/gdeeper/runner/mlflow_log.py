@@ -178,6 +178,29 @@ def resume_target(run_dir: Path, explicit: MlflowTarget | None) -> MlflowTarget 
     return MlflowTarget(stored["tracking_uri"])
 
 
+def run_target(flag: bool, uri: str | None, out: Path, resume: Path | None = None):
+    """A run's target: --mlflow / --mlflow-uri, or the sweep's store that a sweep's run gets in
+    its environment; on --resume, the run's own MLflow run (mlflow.json) without any of them.
+    Connected (checked) before anything is written; None when nothing asks for MLflow."""
+    asked = flag or uri or os.environ.get(URI_ENV)
+    if resume is None and not asked:
+        return None
+    target = target_from(flag, uri, out, dict(os.environ)) if asked else None
+    if resume is not None:
+        target = resume_target(resume, target)  # a damaged mlflow.json: one line
+    if target is not None:
+        try:
+            connect(target)
+        except ConfigError as error:
+            if asked:
+                raise
+            raise ConfigError(  # the implicit continuation of the run's MLflow run
+                f"{error}; {resume} logged to MLflow ({RUN_FILE}): fix the store, "
+                f"or delete {RUN_FILE} to resume without MLflow"
+            ) from None
+    return target
+
+
 def connect(target: MlflowTarget):
     """An `MlflowClient` on the target's store, checked; ConfigError (one line) otherwise."""
     if target.uri in _CLIENTS:

@@ -9,7 +9,7 @@ from gdeeper.config import ConfigError, RunConfig, config_checksum, current_name
 from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
-from gdeeper.runner.lock import LOCK_FILE, held_elsewhere
+from gdeeper.runner.lock import LOCK_FILE, held_elsewhere, lock_run_dir
 from gdeeper.runner.processes import live_trainer
 
 
@@ -28,6 +28,16 @@ def target_steps(config) -> int | None:
 def target_epochs(config) -> int | None:
     """The run's length in epochs (epoch-counted experiments), else None."""
     return getattr(getattr(config, "training", None), "epochs", None)
+
+
+def open_resume_point(
+    run_dir: Path, steps: int | None = None, epochs: int | None = None
+) -> ResumePoint:
+    """`load_resume_point` under the run's lock, taken first (one session per run directory,
+    held to the end of the process): the one way a session opens a run to continue it."""
+    if rd.is_run_dir(run_dir):
+        lock_run_dir(run_dir)
+    return load_resume_point(run_dir, steps, epochs)
 
 
 def load_resume_point(

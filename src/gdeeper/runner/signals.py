@@ -101,6 +101,13 @@ def describe(code: int) -> str:
     return "terminated (SIGTERM)" if code == TERMINATED else "interrupted"
 
 
+def settle(stop: BaseException | None = None) -> tuple[int, str]:
+    """A caught stop, acted on: its exit code (130 or 143) and how to say it ("interrupted")."""
+    code = exit_code(stop)
+    handled()
+    return code, describe(code)
+
+
 def pending() -> int | None:
     """The signal of a stop that nobody has handled yet, or None."""
     return _PENDING

@@ -8,54 +8,28 @@ appends the metrics row and writes the checkpoint (atomically) after every valid
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-import os
 import shutil
 import signal
-import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from gdeeper.config import BACKENDS, ConfigError, RunConfig, save_config
+from gdeeper.config import ConfigError, RunConfig, save_config
 from gdeeper.experiments import get_experiment
 from gdeeper.files import read_json
 from gdeeper.runner import rundir as rd
 from gdeeper.runner import signals
-from gdeeper.runner.lock import (
-    LOCK_FILE,
-    handle_sigterm,
-    holds_lock,
-    lock_run_dir,
-    release_run_dir,
-    restore_sigterm,
-)
+from gdeeper.runner.backend import prepare_backend
+from gdeeper.runner.lock import LOCK_FILE, holds_lock, lock_run_dir, release_run_dir
 from gdeeper.runner.manifest import finish_manifest, start_manifest, write_json_best_effort
 from gdeeper.runner.plot import plot_path
 from gdeeper.runner.processes import import_keras_quietly
-from gdeeper.runner.resume import load_resume_point, target_epochs, target_steps
+from gdeeper.runner.resume import open_resume_point, target_epochs, target_steps
 from gdeeper.runner.summary import Outcome, summarize_run
 from gdeeper.runner.tracking import Tracking
-
-
-def prepare_backend(requested: str | None) -> str | None:
-    """Select the Keras backend before Keras is imported; the one in use if it already is."""
-    if requested is not None and requested not in BACKENDS:
-        raise ConfigError(f"unknown backend {requested!r} (known: {', '.join(BACKENDS)})")
-    if "keras" in sys.modules:
-        import keras
-
-        current = keras.backend.backend()
-        if requested is not None and requested != current:
-            raise ConfigError(
-                f"Keras is already loaded with the {current} backend in this process; "
-                f"cannot switch to {requested} (run a new process, or set KERAS_BACKEND)"
-            )
-        return current
-    if requested is not None:
-        os.environ["KERAS_BACKEND"] = requested
-        return requested
-    return os.environ.get("KERAS_BACKEND") or None
 
 
 def prepare_experiment(config: RunConfig) -> None:
@@ -64,6 +38,20 @@ def prepare_experiment(config: RunConfig) -> None:
     check = get_experiment(config.experiment).prepare
     if check is not None:
         check(config)
+
+
+@dataclasses.dataclass
+class Session:
+    """One training session of a run: what `run_session` needs, in one object."""
+
+    config: RunConfig
+    run_dir: Path
+    resume: bool = False  # continue the run in `run_dir` (its own config; `config` sets targets)
+    created: bool = False  # the caller made the (empty) run directory
+    command: list[str] | None = None  # as typed, for manifest.json
+    console: Any = None  # where the progress display goes (rich Console)
+    progress: bool = True
+    mlflow: Any = None  # a `runner.mlflow_log.MlflowTarget`, or None
 
 
 def train(
@@ -86,23 +74,27 @@ def train(
     (`runner.lock`), and SIGTERM stops it as Ctrl-C does, with exit code 143. The run writes
     TensorBoard events; `mlflow` (a `runner.mlflow_log.MlflowTarget`) logs it to MLflow too.
     """
-    run_dir = Path(run_dir)
-    locked_before = holds_lock(run_dir)  # the CLI locks a run it resumes before reading it
-    previous_handler = handle_sigterm()  # put back on return: a library call leaves no trace
+    session = Session(config, Path(run_dir), resume, created, command, console, progress, mlflow)
+    return run_session(session)
+
+
+def run_session(session: Session) -> dict:
+    """`train` of a `Session` (what `gdeeper train` builds); the same contract."""
+    locked_before = holds_lock(session.run_dir)  # the CLI locks a run it resumes before reading
+    previous_handler = signals.handle_sigterm()  # put back on return: a call leaves no trace
     try:
-        return _session(config, run_dir, resume, command, console, progress, created, mlflow)
+        return _session(session)
     finally:
-        restore_sigterm(previous_handler)
+        signals.restore_sigterm(previous_handler)
         if not locked_before:
-            release_run_dir(run_dir)
+            release_run_dir(session.run_dir)
 
 
-def _session(config, run_dir: Path, resume, command, console, progress, created, mlflow) -> dict:
+def _session(s: Session) -> dict:
+    config, run_dir = s.config, s.run_dir
     state = previous = None
-    if resume:
-        if rd.is_run_dir(run_dir):
-            lock_run_dir(run_dir)  # before anything is read: one session per run directory
-        point = load_resume_point(run_dir, target_steps(config), target_epochs(config))
+    if s.resume:
+        point = open_resume_point(run_dir, target_steps(config), target_epochs(config))
         config, state = point.config, point.state
         summary_path = run_dir / rd.SUMMARY_FILE
         if point.finished and summary_path.exists():
@@ -115,8 +107,8 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
                 return previous
     prepare_backend(config.backend)
     prepare_experiment(config)  # e.g. the dataset: a run that cannot start writes nothing
-    if not resume:
-        if not created:
+    if not s.resume:
+        if not s.created:
             make_run_dir(run_dir)
         lock_run_dir(run_dir)
 
@@ -133,22 +125,23 @@ def _session(config, run_dir: Path, resume, command, console, progress, created,
 
         gdeeper.load_keras_objects()
         config = config.model_copy(update={"backend": keras.backend.backend()})
+        s.config = config
         started = time.perf_counter()
-        manifest = start_manifest(run_dir, config, command, resume)
+        manifest = start_manifest(run_dir, config, s.command, s.resume)
         save_config(config, run_dir / rd.CONFIG_FILE)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM while Keras loads: nothing to keep
-        return _stopped_early(run_dir, resume, stop)
+        return _stopped_early(run_dir, s.resume, stop)
     start_step = int(state["step"]) if state is not None else 0
     number = len(manifest["sessions"])  # this session's, from 1: names its event file
-    others = [] if mlflow is None else [("MLflow", mlflow.tracker(run_dir, config, resume))]
+    mlflow = s.mlflow
+    others = [] if mlflow is None else [("MLflow", mlflow.tracker(run_dir, config, s.resume))]
     tracking = Tracking(
-        run_dir, config, start_step=start_step, resume=resume, session=number, others=others
+        run_dir, config, start_step=start_step, resume=s.resume, session=number, others=others
     )
-    session = manifest["sessions"][-1]
     from gdeeper.core.backend import without_tensorflow
 
     with without_tensorflow():  # a JAX run never imports TensorFlow (tests/test_quiet.py)
-        outcome = _fit(config, run_dir, state, resume, session, console, progress, tracking)
+        outcome = _fit(s, state, manifest["sessions"][-1], tracking)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the files below are written whole
 
     summary = summarize_run(config, run_dir, outcome)
@@ -218,9 +211,7 @@ def make_run_dir(run_dir: Path) -> None:
 def _stopped_early(run_dir: Path, resume: bool, stop: BaseException) -> dict:
     """The summary (not written) of a session stopped before training: a new run directory
     that holds nothing yet is removed."""
-    code = signals.exit_code(stop)
-    signals.handled()
-    how = signals.describe(code)
+    code, how = signals.settle(stop)
     if resume:
         message = f"{how} before the session started; continue with --resume {run_dir}"
     else:
@@ -230,13 +221,15 @@ def _stopped_early(run_dir: Path, resume: bool, stop: BaseException) -> dict:
     return {"run_dir": str(run_dir), "status": "interrupted", "exit_code": code, "message": message}
 
 
-def _fit(config, run_dir: Path, state, resume, session, console, progress, tracking) -> Outcome:
-    """One session of training (Keras is loaded); every way it ends becomes an `Outcome`."""
+def _fit(s: Session, state: dict | None, session: dict, tracking: Tracking) -> Outcome:
+    """One session of training (Keras is loaded); every way it ends becomes an `Outcome`.
+    `state`: the checkpoint's, when resuming from one; `session`: this session's manifest entry."""
     import keras
 
     import gdeeper
     from gdeeper.runner.callbacks import RunRecorder, TrainProgress, depth_signal
 
+    config, run_dir, resume = s.config, s.run_dir, s.resume
     outcome = Outcome()
     metrics = depth_cb = display = None
     try:
@@ -276,8 +269,8 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
         depth_cb = gdeeper.DepthCallback(check_every=check_every)
         callbacks = [depth_cb, *depth_signal(plan, signal), *plan.callbacks, recorder]
         callbacks.append(_StopCheck())
-        if progress:
-            display = TrainProgress(plan, initial_epoch, console, check_every)
+        if s.progress:
+            display = TrainProgress(plan, initial_epoch, s.console, check_every)
             callbacks.append(display)
         fit_started = time.perf_counter()
         try:
@@ -302,9 +295,8 @@ def _fit(config, run_dir: Path, state, resume, session, console, progress, track
             plan.model.save(run_dir / rd.MODEL_FILE)
     except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (`Terminated`, exit code 143)
         outcome.status = "interrupted"
-        outcome.exit_code = signals.exit_code(stop)
-        signals.handled()
-        outcome.message = f"{signals.describe(outcome.exit_code)}; continue with --resume {run_dir}"
+        outcome.exit_code, how = signals.settle(stop)
+        outcome.message = f"{how}; continue with --resume {run_dir}"
     except FloatingPointError as error:  # w became NaN: raised by the depth control
         where = ""
         if outcome.recorder is not None:
