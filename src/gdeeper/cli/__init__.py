@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
-from gdeeper.runner import signals
+from gdeeper.runner.control import signals
 
 if os.path.basename(sys.argv[0]) == "gdeeper":  # the console script: before typer and pydantic
-    signals.install(defer=True)  # load (~1 s), Ctrl-C and SIGTERM are ours (runner/signals.py)
+    # load (~1 s): Ctrl-C and SIGTERM are ours from here (runner/control/signals.py)
+    signals.install(defer=True)
 
 import json
 from pathlib import Path
@@ -33,7 +34,7 @@ from gdeeper.cli.runs import compare, runs
 from gdeeper.cli.sweep import sweep
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
-from gdeeper.runner.display import print_run_summary
+from gdeeper.runner.analysis.display import print_run_summary
 
 app = typer.Typer(
     name="gdeeper",
@@ -85,8 +86,8 @@ def train(
     mlflow_uri: opt.MlflowUri = None,
 ) -> None:
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/ (with TensorBoard events)."""
-    from gdeeper.runner.start import TrainRequest, open_session, resolve
-    from gdeeper.runner.train import run_session
+    from gdeeper.runner.session.start import TrainRequest, open_session, resolve
+    from gdeeper.runner.session.train import run_session
 
     signals.handle_sigterm()  # (main did; a test's CliRunner did not) stops as Ctrl-C does
     flags = _given(steps=steps, epochs=epochs, data=data, model=model, limit=limit, order=order)
@@ -153,13 +154,13 @@ def plot(
     ] = False,
 ) -> None:
     """Draw w, validation accuracy and validation loss against steps into PATH/plots/."""
-    from gdeeper.runner.plot import plot_path
-    from gdeeper.runner.report import summarize_sweep
-    from gdeeper.runner.rundir import is_sweep_dir
+    from gdeeper.runner.analysis.plot import plot_path
+    from gdeeper.runner.analysis.report import summarize_sweep
+    from gdeeper.runner.records.rundir import is_sweep_dir
 
     try:
         if path is None:  # the bare command: the newest run or sweep
-            from gdeeper.runner.runs import newest
+            from gdeeper.runner.analysis.runs import newest
 
             path = newest(Path("outputs"))
             typer.echo(
@@ -191,7 +192,8 @@ def experiments() -> None:
 def main() -> None:
     """The `gdeeper` command. A usage error (`--steps abc`, an unknown option) is one line on
     stderr and exit code 2, like every other error, not Click's usage box. Ctrl-C and SIGTERM
-    are handled from the first line to the last (runner/signals.py): exit 130 or 143, one line.
+    are handled from the first line to the last (runner/control/signals.py): exit 130 or 143,
+    one line.
     """
     signals.install()  # first: before anything can be interrupted half-way
     try:

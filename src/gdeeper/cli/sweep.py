@@ -12,7 +12,7 @@ import gdeeper.cli.options as opt
 from gdeeper.cli.common import command_line, fail
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
-from gdeeper.runner.display import print_sweep_plan
+from gdeeper.runner.analysis.display import print_sweep_plan
 
 DEFAULT_SPEC = "xor_reproduce.yaml"
 
@@ -61,8 +61,8 @@ def sweep(
     With `--executor ray` every run is a Ray task (`--address` joins a cluster; see docs/ray.md);
     `--workers` then caps the runs in flight (default: as many as the cluster holds).
     """
-    from gdeeper.runner.sweep import run_sweep
-    from gdeeper.runner.sweep_start import SweepRequest, connect_executor, prepare_sweep
+    from gdeeper.runner.sweeps.start import SweepRequest, connect_executor, prepare_sweep
+    from gdeeper.runner.sweeps.sweep import run_sweep
 
     ray = {"address": address, "cpus_per_run": cpus_per_run, "gpus_per_run": gpus_per_run}
     ray["max_retries"] = max_retries
@@ -113,7 +113,7 @@ def _report_sweep(result: dict, name: str, json_output: bool, console: Console) 
             soft_wrap=True,
         )
     if result["status"] == "interrupted":
-        from gdeeper.runner import signals
+        from gdeeper.runner.control import signals
 
         return signals.settle()[0]  # 130, or 143 for SIGTERM
     invalid, diverged = len(result["invalid"]), len(result["diverged"])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from gdeeper.files import read_json, write_json_atomic, write_text_atomic
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.stats import describe, spearman
-from gdeeper.runner.sweep_spec import read_sweep_spec
+from gdeeper.runner.analysis.stats import describe, spearman
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.sweeps.spec import read_sweep_spec
 
 
 def summarize_sweep(sweep_dir: str | Path) -> dict:

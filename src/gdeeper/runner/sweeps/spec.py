@@ -11,7 +11,7 @@ A sweep spec (YAML):
     workers: null                 # default: one per CPU core
 
 `plan_sweep` validates a spec (or a sweep directory to resume) into a `SweepPlan`, every run's
-config resolved, before anything is written; `gdeeper.runner.sweep.run_sweep` runs it.
+config resolved, before anything is written; `gdeeper.runner.sweeps.sweep.run_sweep` runs it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from gdeeper.config import (
     validate,
 )
 from gdeeper.experiments import get_experiment, resolve_config
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.executors import check_executor
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.sweeps.executors import check_executor
 
 
 class SweepSpec(Section):
@@ -271,7 +271,7 @@ def plan_sweep(
     executor: str = "local",
 ) -> SweepPlan:
     """Validate a sweep (new from a spec file, or an existing one to resume) and the executor
-    that will run it (see `gdeeper.runner.executors`); writes nothing."""
+    that will run it (see `gdeeper.runner.sweeps.executors`); writes nothing."""
     check_executor(executor)
     if resume_dir is not None:
         sweep_dir = Path(resume_dir)

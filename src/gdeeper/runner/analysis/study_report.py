@@ -1,6 +1,6 @@
 """The depth study's tables, targets and figures, from the cells' `cell.json` files.
 
-    python -m gdeeper.runner.study_report SWEEP_DIR... [--results DIR] [--figures DIR]
+    python -m gdeeper.runner.analysis.study_report SWEEP_DIR... [--results DIR] [--figures DIR]
 
 Each cell (one task, method and seed; `gdeeper.experiments.depth_study`) wrote `cell.json`.
 The report groups them: the main study (every task, the four methods), the depth budget
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from gdeeper.files import read_json, write_json_atomic, write_text_atomic
-from gdeeper.runner.stats import describe
+from gdeeper.runner.analysis.stats import describe
 
 METHODS = ("gdeeper", "grid", "hyperband", "random", "udn")
 WITHIN_PP = 0.5  # gdeeper's test accuracy within this many points of the grid's

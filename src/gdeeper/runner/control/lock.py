@@ -1,4 +1,4 @@
-"""One session per run directory: an exclusive OS lock, and SIGTERM handled as SIGINT is.
+"""One session per run directory: an exclusive OS lock (SIGTERM is `signals.py`'s).
 
 `lock_run_dir(run_dir)` takes `fcntl.flock(LOCK_EX | LOCK_NB)` on `run_dir/.lock` and keeps it
 until the process ends (the kernel drops it then, also after `kill -9`, so a lock is never

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gdeeper.config import config_checksum, dump_yaml
 from gdeeper.files import clean_json, read_json, write_json_atomic
-from gdeeper.runner import rundir as rd
+from gdeeper.runner.records import rundir as rd
 
 
 def write_json_best_effort(path: Path, data: dict, warnings: list) -> bool:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from gdeeper.config import ConfigError, RunConfig
 from gdeeper.experiments import get_experiment, resolve_config
-from gdeeper.runner import mlflow_log
-from gdeeper.runner.backend import check_backend, prepare_backend
-from gdeeper.runner.resume import open_resume_point
-from gdeeper.runner.rundir import create_run_dir
-from gdeeper.runner.train import Session, make_run_dir, prepare_experiment
+from gdeeper.runner.control.backend import check_backend, prepare_backend
+from gdeeper.runner.records.rundir import create_run_dir
+from gdeeper.runner.session.resume import open_resume_point
+from gdeeper.runner.session.train import Session, make_run_dir, prepare_experiment
+from gdeeper.runner.tracking import mlflow_log
 
 # What `--resume` may still change: the run's length (and name its backend again).
 RESUME_FLAGS = ("steps", "epochs", "backend")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gdeeper.files import read_json, write_text_atomic
-from gdeeper.runner import rundir as rd
+from gdeeper.runner.records import rundir as rd
 
 # Run statuses that count as finished (a resumed sweep skips them). A diverged run is finished
 # (running it again reproduces it) but, like a failed one, makes the sweep exit with code 1.

@@ -1,8 +1,8 @@
 """`run_sweep(plan)`: a planned sweep (see `sweep_spec`) into its sweep directory.
 
 Writes the directory (`rundir` describes the layout), hands the runs still to do to the plan's
-executor (`gdeeper.runner.executors`), rewrites results.csv as each run finishes, and ends with
-the report (summary.json / summary.md) and the plots. A resumed sweep skips finished runs,
+executor (`gdeeper.runner.sweeps.executors`), rewrites results.csv as each run finishes, and
+ends with the report (summary.json / summary.md) and the plots. A resumed sweep skips finished runs,
 resumes runs that left a run directory, and starts again those that left nothing worth keeping.
 """
 
@@ -17,13 +17,12 @@ from rich.console import Console
 from gdeeper.config import dump_yaml
 from gdeeper.experiments import get_experiment
 from gdeeper.files import read_json, write_json_atomic, write_text_atomic
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.display import print_run_result
-from gdeeper.runner.executors import get_executor
-from gdeeper.runner.plot import plot_path
-from gdeeper.runner.processes import default_workers, worker_env
-from gdeeper.runner.report import summarize_sweep
-from gdeeper.runner.results import (
+from gdeeper.runner.analysis.display import print_run_result
+from gdeeper.runner.analysis.plot import plot_path
+from gdeeper.runner.analysis.report import summarize_sweep
+from gdeeper.runner.control.processes import default_workers, worker_env
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.records.results import (
     FINISHED,
     INVALID,
     RunResult,
@@ -31,7 +30,8 @@ from gdeeper.runner.results import (
     result_from_run_dir,
     write_results,
 )
-from gdeeper.runner.sweep_spec import SweepPlan
+from gdeeper.runner.sweeps.executors import get_executor
+from gdeeper.runner.sweeps.spec import SweepPlan
 
 
 def _create_sweep_dir(plan: SweepPlan, out: Path) -> tuple[Path, dict]:
@@ -92,7 +92,7 @@ def _start_mlflow(target, sweep_dir: Path, plan: SweepPlan, todo: list, console)
     """The sweep's parent MLflow run (None without --mlflow); its runs get it in their env."""
     if target is None:
         return None
-    from gdeeper.runner.mlflow_log import MlflowSweepLog
+    from gdeeper.runner.tracking.mlflow_log import MlflowSweepLog
 
     try:
         sweep_log = MlflowSweepLog(target, sweep_dir, plan.spec, resume=plan.resume)
@@ -192,7 +192,7 @@ def run_sweep(
         # Its runs train themselves and write no metrics.csv: nothing for `gdeeper plot`.
         console.print(
             f"sweep: {spec.experiment} runs have no training curves to plot; their own report: "
-            f"python -m gdeeper.runner.study_report {sweep_dir}",
+            f"python -m gdeeper.runner.analysis.study_report {sweep_dir}",
             highlight=False,
             soft_wrap=True,
         )

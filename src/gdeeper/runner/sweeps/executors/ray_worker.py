@@ -23,12 +23,12 @@ from typing import Any
 from gdeeper.config import ConfigError
 from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.executors.local import execute_run
-from gdeeper.runner.processes import die_with_parent as _die_with_parent
-from gdeeper.runner.processes import live_trainer, process_alive
-from gdeeper.runner.resume import load_resume_point
-from gdeeper.runner.sweep_spec import RunSpec
+from gdeeper.runner.control.processes import die_with_parent as _die_with_parent
+from gdeeper.runner.control.processes import live_trainer, process_alive
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.session.resume import load_resume_point
+from gdeeper.runner.sweeps.executors.local import execute_run
+from gdeeper.runner.sweeps.spec import RunSpec
 
 OWNER_WAIT_S = 30.0  # how long a retry waits for a lost attempt's trainer to be gone
 

@@ -1,7 +1,7 @@
 """Depth against data with the image network: the final `w` of each meta-layer and the test
 accuracy against the number of training images (docs/depth-study.md, "Depth against data").
 
-    python -m gdeeper.runner.data_depth RUNS_DIR... [--results DIR] [--figures DIR]
+    python -m gdeeper.runner.analysis.data_depth RUNS_DIR... [--results DIR] [--figures DIR]
 
 RUNS_DIR holds `gdeeper train fashion-mnist` (or mnist) run directories that differ in
 `data.limit` (`make depth-data-cnn` makes them). The image experiments validate on the test

@@ -15,8 +15,8 @@ from rich.progress import TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from gdeeper.core.telemetry import meta_layers, sync_jax_state
 from gdeeper.experiments import Plan
 from gdeeper.files import atomic_path, write_json_atomic
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.display import progress_bar, training_status
+from gdeeper.runner.analysis.display import progress_bar, training_status
+from gdeeper.runner.records import rundir as rd
 
 
 def as_float(value) -> float | None:
@@ -217,6 +217,6 @@ def depth_signal(plan: Plan, columns: list[str]) -> list[keras.callbacks.Callbac
     columns (a run directory from before them resumes without); put it before the recorder."""
     if plan.signal_data is None or not columns:
         return []
-    from gdeeper.runner.depth_signal import DepthSignal
+    from gdeeper.runner.session.depth_signal import DepthSignal
 
     return [DepthSignal(*plan.signal_data)]

@@ -55,8 +55,8 @@ RESULTS_FILE = "results.csv"
 
 BASE_COLUMNS = ("step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 LAYER_KINDS = ("w", "depth", "allocated")
-# The depth signal (gdeeper.runner.depth_signal), where the experiment measures it: optional,
-# so a run directory written before it resumes without them.
+# The depth signal (gdeeper.runner.session.depth_signal), where the experiment measures it:
+# optional, so a run directory written before it resumes without them.
 SIGNAL_KINDS = ("grad_data", "grad_penalty")
 
 

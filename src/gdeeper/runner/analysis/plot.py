@@ -19,11 +19,11 @@ import pandas as pd
 from gdeeper.config import ConfigError, get_key
 from gdeeper.experiments import get_experiment, resolve_config
 from gdeeper.files import atomic_path
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.signal_plot import plot_depth_signal, signal_layers
-from gdeeper.runner.stats import describe
-from gdeeper.runner.sweep_spec import read_sweep_spec
-from gdeeper.runner.titles import run_title, sweep_title
+from gdeeper.runner.analysis.signal_plot import plot_depth_signal, signal_layers
+from gdeeper.runner.analysis.stats import describe
+from gdeeper.runner.analysis.titles import run_title, sweep_title
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.sweeps.spec import read_sweep_spec
 
 FORMATS = ("png", "svg")
 REFERENCE_SUFFIX = "_reference"  # w_reference.png beside w.png

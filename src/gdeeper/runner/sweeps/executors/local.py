@@ -19,11 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gdeeper.files import read_json
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.display import SweepDisplay
-from gdeeper.runner.processes import default_workers, die_with_parent
-from gdeeper.runner.results import RunResult, failed_result
-from gdeeper.runner.sweep_spec import RunSpec
+from gdeeper.runner.analysis.display import SweepDisplay
+from gdeeper.runner.control.processes import default_workers, die_with_parent
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.records.results import RunResult, failed_result
+from gdeeper.runner.sweeps.spec import RunSpec
 
 _LIVE: set[subprocess.Popen] = set()  # the trainers running now (threads of run_local)
 _LIVE_LOCK = threading.Lock()

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from gdeeper.runner.results import FINISHED
+from gdeeper.runner.records.results import FINISHED
 
 
 def progress_bar(console: Console, *before, bar_width: int, after=(), transient: bool) -> Progress:

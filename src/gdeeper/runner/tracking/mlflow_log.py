@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from gdeeper.config import ConfigError
 from gdeeper.files import read_json, write_json_atomic
-from gdeeper.runner.tracking import flatten
+from gdeeper.runner.tracking.events import flatten
 
 URI_ENV = "GDEEPER_MLFLOW_URI"
 PARENT_ENV = "GDEEPER_MLFLOW_PARENT"

@@ -8,9 +8,9 @@ from pathlib import Path
 from gdeeper.config import ConfigError, RunConfig, config_checksum, current_names, read_yaml
 from gdeeper.experiments import resolve_config
 from gdeeper.files import read_json
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.lock import LOCK_FILE, held_elsewhere, lock_run_dir
-from gdeeper.runner.processes import live_trainer
+from gdeeper.runner.control.lock import LOCK_FILE, held_elsewhere, lock_run_dir
+from gdeeper.runner.control.processes import live_trainer
+from gdeeper.runner.records import rundir as rd
 
 
 @dataclasses.dataclass

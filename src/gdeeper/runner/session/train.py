@@ -20,16 +20,16 @@ from typing import Any
 from gdeeper.config import ConfigError, RunConfig, save_config
 from gdeeper.experiments import get_experiment
 from gdeeper.files import read_json
-from gdeeper.runner import rundir as rd
-from gdeeper.runner import signals
-from gdeeper.runner.backend import prepare_backend
-from gdeeper.runner.lock import LOCK_FILE, holds_lock, lock_run_dir, release_run_dir
-from gdeeper.runner.manifest import finish_manifest, start_manifest, write_json_best_effort
-from gdeeper.runner.plot import plot_path
-from gdeeper.runner.processes import import_keras_quietly
-from gdeeper.runner.resume import open_resume_point, target_epochs, target_steps
-from gdeeper.runner.summary import Outcome, summarize_run
-from gdeeper.runner.tracking import Tracking
+from gdeeper.runner.analysis.plot import plot_path
+from gdeeper.runner.control import signals
+from gdeeper.runner.control.backend import prepare_backend
+from gdeeper.runner.control.lock import LOCK_FILE, holds_lock, lock_run_dir, release_run_dir
+from gdeeper.runner.control.processes import import_keras_quietly
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.records.manifest import finish_manifest, start_manifest, write_json_best_effort
+from gdeeper.runner.session.resume import open_resume_point, target_epochs, target_steps
+from gdeeper.runner.session.summary import Outcome, summarize_run
+from gdeeper.runner.tracking.events import Tracking
 
 
 def prepare_experiment(config: RunConfig) -> None:
@@ -177,7 +177,7 @@ def _session(s: Session) -> dict:
 def _previous_summary(path: Path) -> dict | None:
     """The run's summary.json when it is whole and well typed (what a finished run's resume
     returns as is); None when it is damaged: the session writes a new one."""
-    from gdeeper.runner.run_files import checked_summary
+    from gdeeper.runner.records.run_files import checked_summary
 
     try:
         data = read_json(path)
@@ -227,7 +227,7 @@ def _fit(s: Session, state: dict | None, session: dict, tracking: Tracking) -> O
     import keras
 
     import gdeeper
-    from gdeeper.runner.callbacks import RunRecorder, TrainProgress, depth_signal
+    from gdeeper.runner.session.callbacks import RunRecorder, TrainProgress, depth_signal
 
     config, run_dir, resume = s.config, s.run_dir, s.resume
     outcome = Outcome()

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from gdeeper.config import ConfigError
 
 EXECUTORS: dict[str, str | Callable] = {
-    "local": "gdeeper.runner.executors.local:run_local",
-    "ray": "gdeeper.runner.executors.ray_driver:run_ray",
+    "local": "gdeeper.runner.sweeps.executors.local:run_local",
+    "ray": "gdeeper.runner.sweeps.executors.ray_driver:run_ray",
 }
 
 

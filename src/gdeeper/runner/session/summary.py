@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from gdeeper.experiments import Plan
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.resume import target_epochs, target_steps
+from gdeeper.runner.control.signals import INTERRUPTED
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.session.resume import target_epochs, target_steps
 
-EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": 130}
+EXIT_CODES = {"completed": 0, "diverged": 1, "failed": 1, "interrupted": INTERRUPTED}
 
 
 @dataclasses.dataclass

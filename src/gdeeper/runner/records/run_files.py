@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from gdeeper.config import ConfigError, read_yaml
 from gdeeper.files import read_json
-from gdeeper.runner import rundir as rd
+from gdeeper.runner.records import rundir as rd
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

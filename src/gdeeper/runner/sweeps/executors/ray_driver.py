@@ -37,12 +37,12 @@ from typing import Any
 
 from gdeeper.config import ConfigError
 from gdeeper.files import read_json, write_json_atomic, write_text_atomic
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.display import SweepDisplay
-from gdeeper.runner.executors.ray_worker import run_task, tar_dir, untar
-from gdeeper.runner.processes import thread_env
-from gdeeper.runner.results import RunResult, failed_result
-from gdeeper.runner.sweep_spec import RunSpec
+from gdeeper.runner.analysis.display import SweepDisplay
+from gdeeper.runner.control.processes import thread_env
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.records.results import RunResult, failed_result
+from gdeeper.runner.sweeps.executors.ray_worker import run_task, tar_dir, untar
+from gdeeper.runner.sweeps.spec import RunSpec
 
 INSTALL_HINT = "the ray executor needs Ray: pip install gdeeper[ray]"
 SHIP_ENV = "GDEEPER_RAY_SHIP"  # "1": ship run directories back even on a shared filesystem

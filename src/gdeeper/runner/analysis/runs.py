@@ -25,10 +25,10 @@ from pydantic_core import PydanticUndefined
 
 from gdeeper.config import ConfigError, read_yaml
 from gdeeper.files import read_json
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.lock import held_elsewhere
-from gdeeper.runner.processes import live_trainer
-from gdeeper.runner.run_files import flatten, read_run_files, text_or_none
+from gdeeper.runner.control.lock import held_elsewhere
+from gdeeper.runner.control.processes import live_trainer
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.records.run_files import flatten, read_run_files, text_or_none
 
 # manifest exit_status -> what `gdeeper runs` shows
 STATUSES = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from gdeeper.config import ConfigError, parse_assignment
 from gdeeper.experiments import get_experiment
-from gdeeper.runner.backend import check_backend
+from gdeeper.runner.control.backend import check_backend
 
 RAY_DEFAULTS = {"cpus_per_run": 1.0, "gpus_per_run": 0.0, "max_retries": 2}
 
@@ -46,8 +46,8 @@ class PreparedSweep:
 
 def prepare_sweep(request: SweepRequest) -> PreparedSweep:
     """The checked plan of the sweep (nothing is written)."""
-    from gdeeper.runner import sweep_spec
-    from gdeeper.runner.executors import ray_driver
+    from gdeeper.runner.sweeps import spec as sweep_spec
+    from gdeeper.runner.sweeps.executors import ray_driver
 
     check_backend(request.backend)
     if request.workers is not None and request.workers < 1:
@@ -82,7 +82,7 @@ def prepare_sweep(request: SweepRequest) -> PreparedSweep:
     check_runs(plan)
     mlflow = None
     if (request.mlflow or request.mlflow_uri) and not request.dry_run:
-        from gdeeper.runner import mlflow_log  # imported only when asked for
+        from gdeeper.runner.tracking import mlflow_log  # imported only when asked for
 
         mlflow = mlflow_log.target_from(request.mlflow, request.mlflow_uri, request.out, {})
         mlflow_log.connect(mlflow)  # a bad store: one line, nothing written
@@ -105,13 +105,13 @@ def check_runs(plan) -> None:
 
 def connect_executor(prepared: PreparedSweep, console) -> tuple[dict | None, str]:
     """The executor's options for `run_sweep`, and how the sweep runs, in words."""
-    from gdeeper.runner.processes import default_workers
+    from gdeeper.runner.control.processes import default_workers
 
     workers = prepared.plan.spec.workers
     options = prepared.ray_options
     if options is None:
         return None, f"{workers or default_workers()} workers"
-    from gdeeper.runner.executors import ray_driver
+    from gdeeper.runner.sweeps.executors import ray_driver
 
     options.max_concurrent = workers
     ray_driver.connect(options)  # before the sweep directory is written
