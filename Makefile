@@ -75,7 +75,7 @@ depth-study: $(STAMP)
 	$(BIN)/gdeeper sweep configs/depth_study.yaml
 	$(BIN)/gdeeper sweep configs/depth_study_budget.yaml
 	$(BIN)/gdeeper sweep configs/depth_study_data.yaml
-	$(BIN)/python -m gdeeper.runner.study_report outputs/sweeps/depth-study \
+	$(BIN)/python -m gdeeper.runner.analysis.study_report outputs/sweeps/depth-study \
 	  outputs/sweeps/depth-budget outputs/sweeps/depth-data
 
 # Depth against data with the image network (three meta-layers, docs/depth-study.md):
@@ -87,7 +87,7 @@ depth-data-cnn: $(STAMP)
 	  $(BIN)/gdeeper train fashion-mnist --backend tensorflow --limit $${run%:*} \
 	    --epochs $${run#*:} --out outputs/depth-data-cnn || exit 1; \
 	done
-	$(BIN)/python -m gdeeper.runner.data_depth outputs/depth-data-cnn
+	$(BIN)/python -m gdeeper.runner.analysis.data_depth outputs/depth-data-cnn
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

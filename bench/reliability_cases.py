@@ -16,7 +16,7 @@ import numpy as np
 
 from gdeeper.config import config_checksum, dump_yaml, save_config
 from gdeeper.experiments import resolve_config
-from gdeeper.runner import rundir as rd
+from gdeeper.runner.records import rundir as rd
 
 E = r"^gdeeper: error: "
 
@@ -1002,8 +1002,8 @@ def _fake_sweep(edit):
     def setup(folder: Path) -> None:
         import yaml
 
-        from gdeeper.runner.sweep import _create_sweep_dir
-        from gdeeper.runner.sweep_spec import plan_sweep
+        from gdeeper.runner.sweeps.spec import plan_sweep
+        from gdeeper.runner.sweeps.sweep import _create_sweep_dir
 
         (folder / "s.yaml").write_text(SPEC)
         sweep_dir, manifest = _create_sweep_dir(plan_sweep(folder / "s.yaml"), folder / "o")

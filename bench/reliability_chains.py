@@ -60,7 +60,7 @@ def _wait_step(process, run_dir: Path, step: int, timeout: float = 180) -> str:
 
 def _wait_lock(process, run_dir: Path, timeout: float = 60) -> str:
     """Until `process` holds the run's lock (a state, not a guessed delay)."""
-    from gdeeper.runner.lock import held_elsewhere
+    from gdeeper.runner.control.lock import held_elsewhere
 
     deadline = time.monotonic() + timeout
     while not held_elsewhere(run_dir):

@@ -4,7 +4,7 @@ For each (phase, seed, variant) one single-threaded process trains the spirals n
 protocol: width 8, Adam 0.005, batches of 256, 1,024 points, a fresh permutation each epoch) and
 every `--every` steps records `w`, the training loss, the validation accuracy and, on the whole
 training set, the gradient of the data loss on `w` and that of the penalties
-(`gdeeper.runner.depth_signal.w_gradients`). A variant is `name:key=value,...`: GInfinity
+(`gdeeper.runner.session.depth_signal.w_gradients`). A variant is `name:key=value,...`: GInfinity
 options, or `plain=L` for L plain residual blocks, or `held=L` for a GInfinity whose `w` is held
 at L; `autogrow=1` steers an untrained `w` with `GrowOnPlateau`. Results already in the output
 file are not run again, so an interrupted study continues:
@@ -65,7 +65,7 @@ def one_run(job: dict) -> dict:
 
     import gdeeper
     from gdeeper.experiments.spirals import spirals_data
-    from gdeeper.runner.depth_signal import w_gradients
+    from gdeeper.runner.session.depth_signal import w_gradients
 
     if job.get("task", "spirals") != "spirals":
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -28,11 +28,15 @@ ORDER = list(LAYERS)
 # The modules outside the core that import Keras at their top, imported only when training.
 KERAS_ADAPTERS = {
     "gdeeper.experiments._keras",
-    "gdeeper.runner.callbacks",
-    "gdeeper.runner.depth_signal",  # gradients on w: each backend's own machinery
+    "gdeeper.runner.session.callbacks",
+    "gdeeper.runner.session.depth_signal",  # gradients on w: each backend's own machinery
     "gdeeper.experiments.udn.model",  # the UDN port is a model, imported only to train it
     "gdeeper.experiments.udn.optim",
 }
+# The runner's sub-packages (docs/architecture.md); every runner module lives in one. The lower
+# three serve the others and import none of them (analysis, session and sweeps use each other).
+RUNNER_PACKAGES = ("control", "records", "tracking", "analysis", "session", "sweeps")
+RUNNER_BASE = ("control", "records", "tracking")
 # Line limit for every module: a longer one holds more than one concept (docs/architecture.md).
 MAX_LINES = 400
 # Core modules that are pure Python: they import neither Keras nor NumPy.
@@ -170,7 +174,7 @@ def test_the_layers_are_where_the_plan_says():
     assert layers["gdeeper.core.layer"] == layers["gdeeper.core.saving"] == "core"
     assert layers["gdeeper.datasets.idx"] == "support"
     assert layers["gdeeper.experiments.xor"] == "experiments"
-    assert layers["gdeeper.runner.executors.ray_driver"] == "runner"
+    assert layers["gdeeper.runner.sweeps.executors.ray_driver"] == "runner"
     assert layers["gdeeper.cli"] == "cli"
 
 
@@ -219,3 +223,82 @@ def test_everything_outside_the_core_imports_without_keras():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def runner_package(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 and parts[:2] == ["gdeeper", "runner"] else None
+
+
+def test_the_runner_is_a_few_sub_packages():
+    runner = [m for m in MODULES if m.startswith("gdeeper.runner.")]
+    flat = sorted(m for m in runner if runner_package(m) not in RUNNER_PACKAGES)
+    assert not flat, f"runner modules outside its sub-packages {RUNNER_PACKAGES}: {flat}"
+
+
+def test_the_runners_base_packages_import_only_downward():
+    upward = []
+    for module, targets in sorted(GRAPH.items()):
+        package = runner_package(module)
+        if package not in RUNNER_BASE:
+            continue
+        for target in sorted(targets):
+            other = runner_package(target)
+            if other in RUNNER_PACKAGES and (
+                other not in RUNNER_BASE or RUNNER_BASE.index(other) > RUNNER_BASE.index(package)
+            ):
+                upward.append(f"{module} ({package}) imports {target} ({other})")
+    assert not upward, "\n".join(upward)
+
+
+def experiment_modules() -> set[str]:
+    """The modules that register an experiment (`register(Experiment(...))`)."""
+    found = set()
+    for module, path in MODULES.items():
+        if module.startswith("gdeeper.experiments.") and "register(" in path.read_text():
+            tree = ast.parse(path.read_text())
+            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+            if any(getattr(c.func, "id", None) == "register" for c in calls):
+                found.add(module)
+    return found
+
+
+def test_experiments_do_not_import_each_other():
+    experiments = experiment_modules()
+    assert {"gdeeper.experiments.xor", "gdeeper.experiments.images"} <= experiments
+    crossing = [
+        f"{module} imports {target} (an experiment: move what they share to its own module)"
+        for module in sorted(MODULES)
+        if module.startswith("gdeeper.experiments.")
+        for target in sorted(GRAPH[module] & experiments - {module})
+    ]
+    assert not crossing, "\n".join(crossing)
+
+
+def is_constant_list(elements: list) -> bool:
+    return bool(elements) and all(isinstance(e, ast.Constant) for e in elements)
+
+
+def literals_in(path: Path) -> set:
+    """The int constants and the tuples/lists of string constants in a module's code."""
+    found: set = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            found.add(node.value)
+        elif isinstance(node, (ast.Tuple, ast.List)) and is_constant_list(node.elts):
+            found.add(tuple(e.value for e in node.elts))
+    return found
+
+
+def test_one_owner_per_rule():
+    """The backend names, the stop exit codes and the run directory's lock each have one home:
+    `config.BACKENDS`, `runner.control.signals`, `runner.control.lock`."""
+    outside = sorted(m for m in MODULES if layer_of(m) != "core")
+    spelled = {m: literals_in(MODULES[m]) for m in outside}
+    backends = {m for m, found in spelled.items() if ("tensorflow", "jax") in found}
+    assert backends == {"gdeeper.config"}, backends
+    for code in (130, 143):
+        holders = {m for m, found in spelled.items() if code in found}
+        assert holders == {"gdeeper.runner.control.signals"}, (code, holders)
+    flock = {m for m in outside if "fcntl.flock(" in MODULES[m].read_text()}
+    assert flock == {"gdeeper.runner.control.lock"}, flock

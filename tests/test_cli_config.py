@@ -11,8 +11,8 @@ import yaml
 
 from gdeeper.config import ConfigError, StepTrainingConfig, parse_assignment, parse_value
 from gdeeper.experiments import resolve_config
-from gdeeper.runner.stats import spearman
-from gdeeper.runner.sweep_spec import expand, load_sweep_spec, parse_seeds
+from gdeeper.runner.analysis.stats import spearman
+from gdeeper.runner.sweeps.spec import expand, load_sweep_spec, parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -174,7 +174,8 @@ def test_cli_spearman():
 
 def test_cli_import_and_help_stay_free_of_keras():
     code = (
-        "import sys, gdeeper, gdeeper.cli, gdeeper.runner.train, gdeeper.runner.sweep;"
+        "import sys, gdeeper, gdeeper.cli, gdeeper.runner.session.train;"
+        "import gdeeper.runner.sweeps.sweep;"
         "from gdeeper.experiments import resolve_config; resolve_config('xor');"
         "bad = [m for m in ('keras', 'tensorflow', 'jax') if m in sys.modules];"
         "assert not bad, bad"

@@ -15,9 +15,9 @@ from gdeeper.cli import app
 from gdeeper.experiments import resolve_config
 from gdeeper.experiments.images import mnist_curves
 from gdeeper.experiments.xor import xor_curves
-from gdeeper.runner.plot import plot_path
-from gdeeper.runner.report import summarize_sweep
-from gdeeper.runner.rundir import metrics_columns
+from gdeeper.runner.analysis.plot import plot_path
+from gdeeper.runner.analysis.report import summarize_sweep
+from gdeeper.runner.records.rundir import metrics_columns
 
 
 def fake_run(run_dir: Path, active: int, seed: int, steps: int = 1000, layers=("g",)) -> Path:

@@ -11,8 +11,8 @@ import yaml
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
-from gdeeper.runner.executors import EXECUTORS
-from gdeeper.runner.results import RunResult
+from gdeeper.runner.records.results import RunResult
+from gdeeper.runner.sweeps.executors import EXECUTORS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -264,8 +264,9 @@ def test_cli_errors_in_a_real_process_have_no_traceback(tmp_path):
     result = gdeeper("train", "xor", "--set", "model.unitz=3", cwd=tmp_path, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "gdeeper: error: unknown config key 'model.unitz' (allowed: units, dropout, w_init, "
-        "w_penalty, gamma_penalty, gamma_shift, chunk, max_depth, merge, stretch, penalty_factor)"
+        "gdeeper: error: unknown config key 'model.unitz' (allowed: units, dropout, "
+        "gamma_penalty, gamma_shift, w_init, w_regularizer, chunk, max_depth, merge, stretch, "
+        "penalty_factor, preset)"
     ]
     assert not (tmp_path / "outputs").exists()
     existing = tmp_path / "taken"

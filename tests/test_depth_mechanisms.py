@@ -11,7 +11,7 @@ from keras import ops
 
 import gdeeper
 from gdeeper.core.gate import frontier_gates
-from gdeeper.runner.depth_signal import w_gradients
+from gdeeper.runner.session.depth_signal import w_gradients
 
 pytestmark = pytest.mark.both_backends
 

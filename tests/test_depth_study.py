@@ -12,7 +12,7 @@ import pytest
 from gdeeper.config import ConfigError
 from gdeeper.experiments import resolve_config
 from gdeeper.experiments.study_tasks import load_task, parameters
-from gdeeper.runner import study_report
+from gdeeper.runner.analysis import study_report
 
 
 def cell_config(**values):
@@ -159,7 +159,7 @@ def test_data_depth_report_reads_real_runs_of_the_image_network(tmp_path):
     from typer.testing import CliRunner
 
     from gdeeper.cli import app
-    from gdeeper.runner import data_depth
+    from gdeeper.runner.analysis import data_depth
 
     out = tmp_path / "runs"
     small = ["--set", "model.filters=[4, 8]", "--set", "model.dense_units=16"]
@@ -197,7 +197,9 @@ def test_a_depth_study_sweep_points_to_its_report_instead_of_failing_to_plot(tmp
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "plotting failed" not in output
-    assert "no training curves to plot" in output and "gdeeper.runner.study_report" in output
+    assert (
+        "no training curves to plot" in output and "gdeeper.runner.analysis.study_report" in output
+    )
     (cell,) = (tmp_path / "out" / "sweeps" / "tiny-study").rglob("cell.json")
     record = json.loads(cell.read_text())  # 8 steps ask for one epoch (40 steps on spirals)
     assert record["epochs_per_run"] == 1

@@ -6,7 +6,7 @@ import keras
 
 from gdeeper.config import READ_STEPS, StepTrainingConfig
 from gdeeper.experiments import Plan
-from gdeeper.runner.callbacks import RunRecorder, TrainProgress
+from gdeeper.runner.session.callbacks import RunRecorder, TrainProgress
 
 
 class CountedLoss:

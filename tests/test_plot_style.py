@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from gdeeper.config import ConfigError
-from gdeeper.runner import plot
-from gdeeper.runner.sweep_spec import plan_sweep
-from gdeeper.runner.train import train
+from gdeeper.runner.analysis import plot
+from gdeeper.runner.session.train import train
+from gdeeper.runner.sweeps.spec import plan_sweep
 from test_cli_plot import fake_run, fake_sweep
 from test_tracking import small_xor
 

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from gdeeper.cli import app
 from gdeeper.config import config_checksum, dump_yaml, save_config
 from gdeeper.experiments import resolve_config
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.lock import lock_run_dir, release_run_dir
+from gdeeper.runner.control.lock import lock_run_dir, release_run_dir
+from gdeeper.runner.records import rundir as rd
 
 
 def one_line_error(result, expected: str, code: int = 2) -> str:
@@ -148,7 +148,7 @@ def test_run_directory_lock_is_exclusive_between_processes(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from gdeeper.runner.lock import lock_run_dir; "
+            "import sys, time; from gdeeper.runner.control.lock import lock_run_dir; "
             "lock_run_dir(sys.argv[1]); print('locked', flush=True); time.sleep(60)",
             str(run),
         ],
@@ -235,8 +235,8 @@ def test_unwritable_out_is_one_line(tmp_path, monkeypatch):
 
 
 def test_a_manifest_that_cannot_be_replaced_is_rewritten_in_place(tmp_path, monkeypatch):
-    from gdeeper.runner import manifest
-    from gdeeper.runner.manifest import write_json_best_effort
+    from gdeeper.runner.records import manifest
+    from gdeeper.runner.records.manifest import write_json_best_effort
 
     def refuse(path, data):
         raise PermissionError(13, "Permission denied")
@@ -367,7 +367,7 @@ def test_a_runaway_w_is_reported_as_divergence_not_as_a_depth_limit(monkeypatch)
     import types
 
     import gdeeper
-    from gdeeper.runner.train import runaway_w
+    from gdeeper.runner.session.train import runaway_w
 
     class DepthLimitError(RuntimeError):
         pass
@@ -388,8 +388,8 @@ def test_a_library_call_leaves_no_lock_and_no_sigterm_handler(tmp_path):
     import signal
 
     from gdeeper.config import ConfigError
-    from gdeeper.runner.lock import holds_lock
-    from gdeeper.runner.train import train
+    from gdeeper.runner.control.lock import holds_lock
+    from gdeeper.runner.session.train import train
 
     run = fake_run(tmp_path / "run")
     (run / "checkpoint" / "state.json").write_text("[]")

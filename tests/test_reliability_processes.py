@@ -66,7 +66,7 @@ def wait_for_step(process: subprocess.Popen, run_dir: Path, step: int, timeout: 
 
 def wait_for_lock(process: subprocess.Popen, run_dir: Path, timeout: float = 60) -> None:
     """Until `process` holds the run's lock (a state, not a guessed delay)."""
-    from gdeeper.runner.lock import held_elsewhere
+    from gdeeper.runner.control.lock import held_elsewhere
 
     deadline = time.monotonic() + timeout
     while not held_elsewhere(run_dir):

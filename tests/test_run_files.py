@@ -14,10 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.lock import held_elsewhere, lock_run_dir, release_run_dir
-from gdeeper.runner.resume import load_resume_point
-from gdeeper.runner.runs import describe_run, list_runs
+from gdeeper.runner.analysis.runs import describe_run, list_runs
+from gdeeper.runner.control.lock import held_elsewhere, lock_run_dir, release_run_dir
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.session.resume import load_resume_point
 from test_reliability import fake_run, one_line_error, resume
 
 
@@ -189,7 +189,7 @@ def test_a_held_lock_means_running_whatever_the_manifest_says(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from gdeeper.runner.lock import lock_run_dir; "
+            "import sys; from gdeeper.runner.control.lock import lock_run_dir; "
             f"lock_run_dir({str(run)!r}); print('held', flush=True); sys.stdin.read()",
         ],
         stdin=subprocess.PIPE,

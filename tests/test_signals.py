@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM from the first line of `gdeeper` to the last (runner/signals.py), in
+"""Ctrl-C and SIGTERM from the first line of `gdeeper` to the last (runner/control/signals.py), in
 child processes whose signal dispositions are set by the test, not inherited from the shell
 that runs pytest (a background job inherits "ignore SIGINT")."""
 
@@ -46,7 +46,7 @@ def test_a_stop_while_the_command_imports_is_one_line_and_its_exit_code(sig, cod
     result = python(
         "import os, signal, sys\n"
         "sys.argv = ['gdeeper', 'experiments']\n"
-        "from gdeeper.runner import signals\n"
+        "from gdeeper.runner.control import signals\n"
         "signals.install(defer=True)\n"
         f"os.kill(os.getpid(), signal.{sig})\n"
         "import gdeeper.cli\n"
@@ -111,7 +111,7 @@ def test_an_inherited_ignore_is_honoured():
     """A parent's "ignore SIGINT/SIGTERM" stays: gdeeper never un-ignores a signal."""
     result = python(
         "import os, signal\n"
-        "from gdeeper.runner import signals\n"
+        "from gdeeper.runner.control import signals\n"
         "signals.install()\n"
         "assert signals.handle_sigterm() is None\n"
         "os.kill(os.getpid(), signal.SIGINT)\n"
@@ -128,7 +128,7 @@ def test_a_stop_swallowed_by_a_gc_callback_is_raised_again():
     completed, exit 0): the stop stays pending and `check()` raises it at the next batch."""
     result = python(
         "import gc, os, signal\n"
-        "from gdeeper.runner import signals\n"
+        "from gdeeper.runner.control import signals\n"
         "signals.install()\n"
         "def callback(phase, info):\n"
         "    if phase == 'start':\n"
@@ -149,7 +149,7 @@ def test_a_stop_swallowed_by_a_gc_callback_is_raised_again():
 
 
 def test_exit_codes_have_one_owner():
-    from gdeeper.runner import signals
+    from gdeeper.runner.control import signals
 
     assert signals.exit_code(signals.Terminated()) == 143
     assert signals.exit_code(signals.Interrupted()) == 130

@@ -1,4 +1,4 @@
-"""runner/stats.py: scipy's t interval and Spearman, the same numbers as by hand."""
+"""runner/analysis/stats.py: scipy's t interval and Spearman, the same numbers as by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from gdeeper.runner.stats import describe, spearman
+from gdeeper.runner.analysis.stats import describe, spearman
 
 
 def test_describe_has_the_t_interval_of_the_mean():

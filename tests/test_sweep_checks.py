@@ -12,9 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from gdeeper.cli import app
-from gdeeper.runner import rundir as rd
-from gdeeper.runner.sweep import _create_sweep_dir
-from gdeeper.runner.sweep_spec import plan_sweep
+from gdeeper.runner.records import rundir as rd
+from gdeeper.runner.sweeps.spec import plan_sweep
+from gdeeper.runner.sweeps.sweep import _create_sweep_dir
 from test_reliability import one_line_error
 
 SPEC = "name: s\nexperiment: xor\ngrid:\n  data.active: [1, 2]\nseeds: 1\n"

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from gdeeper.cli import app
 from gdeeper.experiments import resolve_config
-from gdeeper.runner.tracking import TensorBoardLog, flatten
-from gdeeper.runner.train import train
+from gdeeper.runner.session.train import train
+from gdeeper.runner.tracking.events import TensorBoardLog, flatten
 
 
 def small_xor(steps: int = 200, **extra):

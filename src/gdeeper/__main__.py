@@ -1,6 +1,6 @@
 """`python -m gdeeper` runs the `gdeeper` command."""
 
-from gdeeper.runner import signals
+from gdeeper.runner.control import signals
 
 signals.install(defer=True)  # before the CLI imports (~1 s): Ctrl-C and SIGTERM are ours
 

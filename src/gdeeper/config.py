@@ -21,13 +21,15 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from gdeeper.files import write_text_atomic
 
+# The Keras backends a run may ask for: the one list that the config, the CLI and the runner
+# check against (`runner.control.backend`).
 BACKENDS = ("tensorflow", "jax")
 
 
@@ -46,9 +48,29 @@ Float = Annotated[float, BeforeValidator(_no_bool)]
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys and non-finite floats are errors."""
+    """Base of every config section: unknown keys and non-finite floats are errors. A key that
+    was renamed is still read under its old name (`OLD_NAMES`, old -> new; the new one wins
+    when both are given), so that configs and run directories written before keep working."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+    OLD_NAMES: ClassVar[dict[str, str]] = {}
+    # Keys added after runs were written, with the value those runs had (`current_names`).
+    ADDED_KEYS: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_names(cls, data):
+        if isinstance(data, dict) and any(old in data for old in cls.OLD_NAMES):
+            data = dict(data)
+            for old, new in cls.OLD_NAMES.items():
+                if old in data:
+                    data.setdefault(new, data.pop(old))
+        return data
+
+    @classmethod
+    def key_order(cls) -> list[str]:
+        """The keys in the order an error message lists them (the fields' order)."""
+        return list(cls.model_fields)
 
 
 class OptimizerConfig(Section):
@@ -135,17 +157,6 @@ class EpochTrainingConfig(Section):
         return self.epochs
 
 
-def check_w_init(w_init: float, max_depth: int) -> None:
-    """A meta-layer starts with `ceil(w_init)` sub-layers (gdeeper.GInfinity): more than
-    `max_depth` could never be built, so the config is refused before anything is written."""
-    needed = max(0, math.ceil(w_init)) if math.isfinite(w_init) else None
-    if needed is not None and needed > max_depth:
-        raise ValueError(
-            f"model.w_init ({w_init:g}) needs {needed} sub-layers, more than model.max_depth "
-            f"({max_depth}); raise model.max_depth or lower model.w_init"
-        )
-
-
 MAX_SEED = 2**32 - 1  # numpy's and Keras' seeds are 32-bit: a larger one fails mid-run
 
 
@@ -154,7 +165,7 @@ class RunConfig(Section):
 
     experiment: str
     seed: Int = Field(0, ge=0, le=MAX_SEED)
-    backend: Literal["tensorflow", "jax"] | None = None
+    backend: Literal[BACKENDS] | None = None  # type: ignore[valid-type]
     optimizer: OptimizerConfig = OptimizerConfig()
 
 
@@ -301,6 +312,8 @@ def allowed_keys(model_class: type[BaseModel], location: tuple) -> list[str] | N
         cls = _section_class(field.annotation)
         if cls is None:
             return None
+    if hasattr(cls, "key_order"):
+        return cls.key_order()
     return list(cls.model_fields) if hasattr(cls, "model_fields") else None
 
 
@@ -312,6 +325,38 @@ def _section_class(annotation) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+def current_key(model_class: type[BaseModel], key: str) -> str:
+    """Dotted `key` with each renamed part under its name now (`model.w_penalty` ->
+    `model.w_regularizer`, from the sections' `OLD_NAMES`); unknown parts are kept."""
+    cls: Any = model_class
+    parts = key.split(".")
+    for index, part in enumerate(parts):
+        parts[index] = part = getattr(cls, "OLD_NAMES", {}).get(part, part)
+        field = getattr(cls, "model_fields", {}).get(part)
+        cls = _section_class(field.annotation) if field is not None else None
+        if cls is None:
+            break
+    return ".".join(parts)
+
+
+def current_names(model_class: type[BaseModel], data: dict) -> dict:
+    """Nested `data` as the sections name it now (a copy): old keys under their names now
+    (where both are given, the name now wins), and keys added since filled with the value that
+    runs written before them had (`ADDED_KEYS`)."""
+    renamed: dict = dict(getattr(model_class, "ADDED_KEYS", {}))
+    old_names = getattr(model_class, "OLD_NAMES", {})
+    for key, value in data.items():
+        name = old_names.get(key, key) if isinstance(key, str) else key
+        field = getattr(model_class, "model_fields", {}).get(name)
+        section = _section_class(field.annotation) if field is not None else None
+        if section is not None and isinstance(value, dict):
+            value = current_names(section, value)
+        if name != key and name in data:
+            continue  # both: the name now wins
+        renamed[name] = value
+    return renamed
 
 
 def format_validation_error(error: ValidationError, model_class: type[BaseModel]) -> str:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
-from gdeeper.runner import signals
+from gdeeper.runner.control import signals
 
 if os.path.basename(sys.argv[0]) == "gdeeper":  # the console script: before typer and pydantic
-    signals.install(defer=True)  # load (~1 s), Ctrl-C and SIGTERM are ours (runner/signals.py)
+    # load (~1 s): Ctrl-C and SIGTERM are ours from here (runner/control/signals.py)
+    signals.install(defer=True)
 
 import json
 from pathlib import Path
@@ -26,13 +27,14 @@ from rich.console import Console
 from rich.table import Table
 
 from gdeeper.cli import common
-from gdeeper.cli.common import check_backend, command_line, fail, mlflow_target
+from gdeeper.cli import options as opt
+from gdeeper.cli.common import command_line, fail
 from gdeeper.cli.data import data_app
 from gdeeper.cli.runs import compare, runs
 from gdeeper.cli.sweep import sweep
 from gdeeper.config import ConfigError
 from gdeeper.files import clean_json
-from gdeeper.runner.display import print_run_summary
+from gdeeper.runner.analysis.display import print_run_summary
 
 app = typer.Typer(
     name="gdeeper",
@@ -45,57 +47,6 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-def _overrides(
-    experiment: str | None,
-    steps: int | None,
-    seed: int | None,
-    active: int | None,
-    backend: str | None,
-    sets: list[str] | None,
-    images: dict | None = None,
-    phase: float | None = None,
-    given: list | None = None,
-) -> list:
-    from gdeeper.config import parse_assignment
-
-    items = [*(given or []), *(parse_assignment(item) for item in sets or [])]
-    if steps is not None:
-        items.append(("training.steps", steps))
-    for key, value in (images or {}).items():  # --epochs, --data, --limit, --order
-        if value is not None:
-            if experiment == "xor":
-                option = {"training.epochs": "epochs", "data.path": "data"}.get(key, key[6:])
-                raise ConfigError(f"--{option} applies to the image experiments, not xor")
-            items.append((key, value))
-    if seed is not None:
-        items.append(("seed", seed))
-    if active is not None:
-        if experiment not in (None, "xor"):
-            raise ConfigError("--active applies to the xor experiment only")
-        items.append(("data.active", active))
-    if phase is not None:
-        if experiment not in (None, "spirals"):
-            raise ConfigError("--phase applies to the spirals experiment only")
-        items.append(("data.phase", phase))
-    if backend is not None:
-        items.append(("backend", backend))
-    return items
-
-
-def _user_model(
-    experiment: str | None, model: str | None, data: str | None
-) -> tuple[str | None, list[tuple[str, str]]]:
-    """`--model B --data L` is the user experiment with model.builder=B, data.loader=L (the
-    values as typed: not read as YAML, where `pkg.m:` would be a mapping)."""
-    if model is None:
-        return experiment, []
-    if experiment not in (None, "user"):
-        raise ConfigError(f"--model runs your own model (experiment user), not {experiment!r}")
-    if data is None:
-        raise ConfigError("--model needs --data MODULE:ATTR too (your loader; README)")
-    return "user", [("model.builder", model), ("data.loader", data)]
-
-
 def _print_config(resolved) -> None:
     """`--print-config`: the resolved config as YAML on stdout; nothing is written."""
     from gdeeper.config import dump_yaml
@@ -104,169 +55,80 @@ def _print_config(resolved) -> None:
     raise typer.Exit(0)
 
 
+def _given(**flags) -> dict:
+    return {name: value for name, value in flags.items() if value is not None}
+
+
 # -------------------------------------------------------------------------------------- train
 @app.command()
 def train(
     ctx: typer.Context,
-    experiment: Annotated[
-        str | None, typer.Argument(help="experiment to run (see `gdeeper experiments`)")
-    ] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config")] = None,
-    steps: Annotated[int | None, typer.Option(help="xor: training steps")] = None,
-    epochs: Annotated[int | None, typer.Option(help="images: training epochs")] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="images: a dataset .npz or a folder of IDX files; with --model: your loader, "
-            "MODULE:ATTR"
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="your own builder, MODULE:ATTR (the user experiment; README)"),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="images: train on N training images")] = None,
-    order: Annotated[
-        str | None, typer.Option(help="images: dropout-bn (the original) or bn-dropout")
-    ] = None,
-    active: Annotated[int | None, typer.Option(help="xor: number of active inputs")] = None,
-    phase: Annotated[float | None, typer.Option(help="spirals: difficulty (0 to 30)")] = None,
-    seed: Annotated[int | None, typer.Option(help="seed of data and weights")] = None,
-    backend: Annotated[str | None, typer.Option(help="tensorflow or jax")] = None,
-    out: Annotated[Path, typer.Option(help="output root")] = Path("outputs"),
-    sets: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="override any config value: KEY=VALUE (model.units=32)"),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="print the final summary as one JSON object")
-    ] = False,
-    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option(hidden=True, help="exact (new) run directory")
-    ] = None,
-    quiet: Annotated[bool, typer.Option(hidden=True, help="no progress display")] = False,
-    print_config: Annotated[
-        bool,
-        typer.Option("--print-config", help="print the resolved config (YAML) and exit"),
-    ] = False,
-    mlflow: Annotated[
-        bool, typer.Option("--mlflow", help="log to MLflow too (default store: OUT/mlflow.db)")
-    ] = False,
-    mlflow_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI (implies --mlflow)")
-    ] = None,
+    experiment: opt.Experiment = None,
+    config: opt.ConfigFile = None,
+    steps: opt.Steps = None,
+    epochs: opt.Epochs = None,
+    data: opt.Data = None,
+    model: opt.Model = None,
+    limit: opt.Limit = None,
+    order: opt.Order = None,
+    active: opt.Active = None,
+    phase: opt.Phase = None,
+    seed: opt.Seed = None,
+    backend: opt.Backend = None,
+    out: opt.Out = Path("outputs"),
+    sets: opt.Sets = None,
+    json_output: opt.Json = False,
+    resume: opt.Resume = None,
+    run_dir: opt.RunDir = None,
+    quiet: opt.Quiet = False,
+    print_config: opt.PrintConfig = False,
+    mlflow: opt.Mlflow = False,
+    mlflow_uri: opt.MlflowUri = None,
 ) -> None:
     """Train one run of EXPERIMENT into outputs/<experiment>/<run id>/ (with TensorBoard events)."""
-    from gdeeper.runner import resume as resumes
-    from gdeeper.runner import train as runner
-    from gdeeper.runner.lock import lock_run_dir
-    from gdeeper.runner.rundir import is_run_dir
+    from gdeeper.runner.session.start import TrainRequest, open_session, resolve
+    from gdeeper.runner.session.train import run_session
 
     signals.handle_sigterm()  # (main did; a test's CliRunner did not) stops as Ctrl-C does
-    created = False
+    flags = _given(steps=steps, epochs=epochs, data=data, model=model, limit=limit, order=order)
+    flags |= _given(active=active, phase=phase, seed=seed, backend=backend)
+    request = TrainRequest(experiment, config, flags, sets or [], out, resume, run_dir)
+    request.mlflow, request.mlflow_uri = mlflow, mlflow_uri
     try:
-        check_backend(backend)
-        experiment, user_items = _user_model(experiment, model, data)
-        if user_items:
-            data = None
-        if resume is not None:
-            fixed = (config, seed, active, phase, data, limit, order)
-            if sets or user_items or any(value is not None for value in fixed):
-                raise ConfigError(
-                    "--resume continues a run with its own config; only --steps may change "
-                    "(--epochs for image runs)"
-                )
-            if run_dir is not None:
-                raise ConfigError("--resume and --run-dir cannot be combined")
-            if is_run_dir(resume):
-                lock_run_dir(resume)  # first: one session per run directory, held to the end
-            point = resumes.load_resume_point(resume, steps, epochs)
-            resolved = point.config
-            if experiment is not None and experiment != resolved.experiment:
-                raise ConfigError(
-                    f"{resume} is a run of experiment {resolved.experiment!r}, not {experiment!r}"
-                )
-            if backend is not None and resolved.backend not in (None, backend):
-                raise ConfigError(
-                    f"{resume} was trained with the {resolved.backend} backend, not {backend}"
-                )
-            target = Path(resume)
-            if print_config:
-                from gdeeper.experiments import resolve_config
-
-                _print_config(resolve_config(None, data=resolved.model_dump(), check=True))
-        else:
-            from gdeeper.experiments import get_experiment, resolve_config
-
-            images = {
-                "training.epochs": epochs,
-                "data.path": None if data is None else str(data),
-                "data.limit": limit,
-                "model.order": order,
-            }
-            items = _overrides(
-                experiment, steps, seed, active, backend, sets, images, phase, user_items
-            )
-            resolved = resolve_config(experiment, config, items, check=True)
-            if print_config:
-                _print_config(resolved)
-            label = get_experiment(resolved.experiment).run_label(resolved)
-            if run_dir is not None:
-                target = run_dir
-                if target.exists():
-                    raise ConfigError(f"run directory {target} already exists")
-            else:
-                from gdeeper.runner.rundir import fresh_run_path
-
-                target = fresh_run_path(out / resolved.experiment, label)
-        runner.prepare_backend(resolved.backend)
-        runner.prepare_experiment(resolved)  # a missing dataset: one line, nothing written
-        tracking = mlflow_target(mlflow, mlflow_uri, out, resume)  # checked: one line
-        if resume is None and run_dir is None:  # created atomically: a same-second twin gets -2
-            from gdeeper.runner.rundir import create_run_dir
-
-            target, created = create_run_dir(out / resolved.experiment, label), True
-        elif resume is None:
-            runner.make_run_dir(target)  # a file in the way, no permission: one line
-            created = True
+        resolved = resolve(request)
+        if print_config:
+            _print_config(resolved)
+        session = open_session(request, resolved)
     except ConfigError as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt as stop:
-        code = signals.exit_code(stop)
-        signals.handled()
-        how = signals.describe(code)
+        code, how = signals.settle(stop)
         raise fail(f"{how} before training started; nothing was written", code) from None
-
-    console = Console(stderr=True)
+    session.console, session.progress = Console(stderr=True), not quiet
+    session.command = command_line(ctx)
     if not quiet:
-        verb = "resuming" if resume is not None else "training"
-        console.print(f"gdeeper: {verb} {resolved.experiment} in {target}", highlight=False)
+        verb = "resuming" if session.resume else "training"
+        where = f"{session.config.experiment} in {session.run_dir}"
+        session.console.print(f"gdeeper: {verb} {where}", highlight=False)
     try:
-        summary = runner.train(
-            resolved,
-            target,
-            resume=resume is not None,
-            command=command_line(ctx),
-            console=console,
-            progress=not quiet,
-            created=created,
-            mlflow=tracking,
-        )
+        summary = run_session(session)
     except ConfigError as error:
         raise fail(str(error)) from None
     except KeyboardInterrupt as stop:  # between the sessions' own handlers (rare)
-        code = signals.exit_code(stop)
-        signals.handled()
-        how = signals.describe(code)
-        raise fail(f"{how}; continue with --resume {target}", code) from None
+        code, how = signals.settle(stop)
+        raise fail(f"{how}; continue with --resume {session.run_dir}", code) from None
+    _report_run(summary, json_output, quiet, session.run_dir)
+
+
+def _report_run(summary: dict, json_output: bool, quiet: bool, run_dir: Path) -> None:
+    """The run's summary on stdout (a table, or one JSON object), its problem on stderr."""
     if json_output:
         typer.echo(json.dumps(clean_json(summary)))
     elif not quiet:
         print_run_summary(summary)
     if summary["status"] != "completed":
         message = summary.get("message") or summary["status"]
-        kept = f" (files kept in {target})" if Path(target).is_dir() else ""
+        kept = f" (files kept in {run_dir})" if Path(run_dir).is_dir() else ""
         typer.echo(f"gdeeper: {message}{kept}", err=True)
     raise typer.Exit(summary["exit_code"])
 
@@ -292,13 +154,13 @@ def plot(
     ] = False,
 ) -> None:
     """Draw w, validation accuracy and validation loss against steps into PATH/plots/."""
-    from gdeeper.runner.plot import plot_path
-    from gdeeper.runner.report import summarize_sweep
-    from gdeeper.runner.rundir import is_sweep_dir
+    from gdeeper.runner.analysis.plot import plot_path
+    from gdeeper.runner.analysis.report import summarize_sweep
+    from gdeeper.runner.records.rundir import is_sweep_dir
 
     try:
         if path is None:  # the bare command: the newest run or sweep
-            from gdeeper.runner.runs import newest
+            from gdeeper.runner.analysis.runs import newest
 
             path = newest(Path("outputs"))
             typer.echo(
@@ -330,7 +192,8 @@ def experiments() -> None:
 def main() -> None:
     """The `gdeeper` command. A usage error (`--steps abc`, an unknown option) is one line on
     stderr and exit code 2, like every other error, not Click's usage box. Ctrl-C and SIGTERM
-    are handled from the first line to the last (runner/signals.py): exit 130 or 143, one line.
+    are handled from the first line to the last (runner/control/signals.py): exit 130 or 143,
+    one line.
     """
     signals.install()  # first: before anything can be interrupted half-way
     try:
@@ -339,9 +202,8 @@ def main() -> None:
         if signals.pending() is not None:  # a stop nobody reported (typer's silent Exit(130))
             raise signals.Interrupted()
     except KeyboardInterrupt as stop:
-        code = signals.exit_code(stop if signals.pending() is None else None)
-        signals.handled()
-        typer.echo(f"gdeeper: error: {signals.describe(code)}", err=True)
+        code, how = signals.settle(stop if signals.pending() is None else None)
+        typer.echo(f"gdeeper: error: {how}", err=True)
     signals.ignore()  # the exit code is decided: a late signal cannot turn it into a traceback
     if "tensorflow" in sys.modules:
         # Everything a session writes is written and closed by now. TensorFlow's teardown can

@@ -53,7 +53,7 @@ def runs(
 
     Settings are the config values that differ from the experiment's defaults (seed always).
     """
-    from gdeeper.runner.runs import list_runs
+    from gdeeper.runner.analysis.runs import list_runs
 
     try:
         records = list_runs(path)
@@ -105,7 +105,7 @@ def compare(
     ),
 ) -> None:
     """Compare runs: the config values that differ, and final metrics side by side."""
-    from gdeeper.runner.runs import compare_runs, resolve_run
+    from gdeeper.runner.analysis.runs import compare_runs, resolve_run
 
     try:
         found = compare_runs([resolve_run(text) for text in run_dirs])

@@ -35,6 +35,8 @@ from typing import Any
 from gdeeper.config import (
     ConfigError,
     RunConfig,
+    current_key,
+    current_names,
     parse_assignment,
     read_yaml,
     set_key,
@@ -96,6 +98,13 @@ class Experiment:
     # Cheap checks of a config beyond its validation (e.g. that the user's code imports), run
     # by `resolve_config(..., check=True)` (train, sweep planning), not when a run is read.
     check: Callable[[Any], None] | None = None
+    # The `gdeeper train` flags that set this experiment's keys: {"active": "data.active"}
+    # (`--seed` and `--backend` belong to every experiment: COMMON_FLAGS).
+    flags: dict = dataclasses.field(default_factory=dict)
+    # Flags that, given together without an experiment, run this one (`--model --data`: user).
+    selected_by: tuple = ()
+    # Experiments that share flags are named together in errors ("the image experiments").
+    family: str | None = None
 
     def label_for(self, key: str, value: Any) -> str:
         found = self.value_label(key, value)
@@ -168,14 +177,54 @@ def merge_dicts(base: dict, extra: dict) -> dict:
     return merged
 
 
+COMMON_FLAGS = {"seed": "seed", "backend": "backend"}
+
+
+def _flag_users(flag: str) -> str:
+    """The experiments that take `--flag` and the keys it sets there, as an error names them."""
+    names: list[str] = []
+    keys: list[str] = []
+    for spec in registered().values():
+        if flag in spec.flags:
+            name = (
+                f"the {spec.family} experiments" if spec.family else f"the {spec.name} experiment"
+            )
+            names += [] if name in names else [name]
+            keys += [] if spec.flags[flag] in keys else [spec.flags[flag]]
+    return f"{' and '.join(names) or 'no experiment'} ({' or '.join(keys)})"
+
+
+def selected_experiment(experiment: str | None, flags: dict) -> str | None:
+    """`experiment`, or the one that the given flags select (`--model B --data L`: user)."""
+    for spec in registered().values():
+        first, *rest = spec.selected_by or ("",)
+        if experiment is None and first in flags:
+            missing = [name for name in rest if name not in flags]
+            if missing:
+                raise ConfigError(f"--{first} needs --{missing[0]} too ({spec.description})")
+            return spec.name
+    return experiment
+
+
+def flag_overrides(spec: Experiment, flags: dict) -> list[tuple[str, Any]]:
+    """The config keys that the given `gdeeper train` flags set, by the experiment's table."""
+    table = {**COMMON_FLAGS, **spec.flags}
+    for flag in flags:
+        if flag not in table:
+            raise ConfigError(f"--{flag} applies to {_flag_users(flag)}, not {spec.name!r}")
+    return [(table[flag], value) for flag, value in flags.items()]
+
+
 def resolve_config(
     experiment: str | None,
     config_path: str | Path | None = None,
     overrides: Iterable[tuple[str, Any] | str] = (),
     data: dict | None = None,
     check: bool = False,
+    flags: dict | None = None,
 ) -> RunConfig:
-    """The validated config: experiment defaults < config file (or `data`) < overrides.
+    """The validated config: experiment defaults < config file (or `data`) < overrides < flags
+    (`gdeeper train`'s own options, {"active": 3}, by the experiment's `flags` table).
 
     Raises ConfigError (one line) for an unknown experiment, an unreadable file, an unknown key
     or a bad value; with `check`, also where the experiment's `check` refuses the config.
@@ -186,6 +235,8 @@ def resolve_config(
     named = loaded.get("experiment")
     if named is not None and not isinstance(named, str):
         raise ConfigError(f"config key 'experiment' must be a name, got {named!r}")
+    if flags:
+        experiment = selected_experiment(experiment, flags)
     if experiment is None:
         if named is None:
             raise ConfigError("no experiment given (name one, or set 'experiment' in the config)")
@@ -194,13 +245,14 @@ def resolve_config(
     if named is not None and named != spec.name:
         source = f"config file {config_path}" if config_path else "the config"
         raise ConfigError(f"{source} is for experiment {named!r}, not {spec.name!r}")
+    loaded = current_names(spec.config_class, loaded)  # old keys (w_penalty) under new names
     resolved = merge_dicts(copy.deepcopy(spec.defaults), loaded)  # --set must not edit defaults
     resolved["experiment"] = spec.name
-    for item in overrides:
+    for item in [*overrides, *flag_overrides(spec, flags or {})]:
         key, value = parse_assignment(item) if isinstance(item, str) else item
         if key == "experiment" and value != spec.name:
             raise ConfigError("the experiment cannot be changed with --set")
-        set_key(resolved, key, value)
+        set_key(resolved, current_key(spec.config_class, key), value)
     config = validate(spec.config_class, resolved)
     if check and spec.check is not None:
         spec.check(config)

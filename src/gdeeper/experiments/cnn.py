@@ -137,7 +137,7 @@ def build_image_model(
     filters: tuple[int, int] = (30, 60),
     dense_units: int = 256,
     dropout: float = 0.25,
-    w_penalties: float | Sequence[float] = (5e-5, 5e-5, 1e-3),
+    w_regularizer: float | Sequence[float] = (5e-5, 5e-5, 1e-3),
     gamma_penalty: float = 1e-8,
     gamma_shift: float = 0.0,
     w_init: float | Sequence[float] = 1.0,
@@ -151,6 +151,7 @@ def build_image_model(
     stretch: str = "fixed",
     penalty_factor: str = "gate",
     preset: str = "original",
+    w_penalties: float | Sequence[float] | None = None,
 ):
     """The original MNIST network with meta-layers "cnn0", "cnn1" and "fc0" (uncompiled).
 
@@ -160,7 +161,8 @@ def build_image_model(
         filters: filters of the fixed convolutions and of the sub-layers of cnn0 / cnn1.
         dense_units: units of the fixed Dense and of the sub-layers of fc0.
         dropout: Dropout rate inside every sub-layer (0 drops the layer).
-        w_penalties: `lambda_w` for cnn0, cnn1, fc0 (one number applies to all three).
+        w_regularizer: `lambda_w` for cnn0, cnn1, fc0 (one number applies to all three);
+            `w_penalties` is its old name, still read.
         gamma_penalty, gamma_shift: the shifted L2 on each sub-layer's BatchNorm gamma.
         w_init: initial `w` (one number or one per meta-layer); the computed depth at the start
             is `ceil(w + 0.05)`, so `(0.5, 2.5, 0.5)` starts at depths 1, 3, 1.
@@ -176,7 +178,10 @@ def build_image_model(
     from gdeeper.core.layer import GInfinity
 
     _check_arguments(input_shape, classes, filters, dense_units, dropout, order, bn_momentum)
-    penalties = _triple(w_penalties, "w_penalties")
+    if w_penalties is not None:
+        penalties = _triple(w_penalties, "w_penalties")
+    else:
+        penalties = _triple(w_regularizer, "w_regularizer")
     inits = _triple(w_init, "w_init")
     if not all(math.isfinite(w) for w in inits):
         raise ValueError(f"w_init must be finite, got w_init={w_init!r}")

@@ -41,6 +41,10 @@ DEPTHS = [0, 1, 2, 3, 4, 5, 6, 7, 10]
 class DepthStudyConfig(RunConfig):
     """One cell of the depth study (see the module docstring)."""
 
+    OLD_NAMES: ClassVar[dict[str, str]] = {
+        "w_penalty": "w_regularizer"
+    }  # read from configs written before
+
     experiment: Literal["depth-study"] = "depth-study"
     task: str = "spirals-20"
     method: Literal["gdeeper", "grid", "hyperband", "random", "udn"] = "gdeeper"
@@ -49,7 +53,7 @@ class DepthStudyConfig(RunConfig):
     steps: Int | None = Field(
         None, ge=1, description="per-run budget in steps, rounded up to epochs (wins over epochs)"
     )
-    w_penalty: Float | None = Field(None, ge=0, description="lambda_w; null: the task's")
+    w_regularizer: Float | None = Field(None, ge=0, description="lambda_w; null: the task's")
     w_cost_per_parameter: Float = Field(0.0, ge=0, description="gdeeper: the depth budget")
     # gdeeper's depth-signal options (GInfinity's names; docs/depth-study.md)
     w_init: Float = Field(1.0, ge=0, le=100, description="gdeeper: the initial w")
@@ -99,7 +103,9 @@ def _build(task, depth, config, protocol, seed):
         task.outputs,
         width=protocol.width,
         depth=depth,
-        w_penalty=protocol.w_penalty if config.w_penalty is None else config.w_penalty,
+        w_regularizer=protocol.w_regularizer
+        if config.w_regularizer is None
+        else config.w_regularizer,
         seed=seed,
         w_cost_per_parameter=config.w_cost_per_parameter,
         w_init=config.w_init,

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field, model_validator
 
 from gdeeper.config import (
@@ -32,9 +31,10 @@ from gdeeper.config import (
     OptimizerConfig,
     RunConfig,
     Section,
-    check_w_init,
 )
 from gdeeper.experiments import Experiment, Plan, make_optimizer, reference_csv, register
+from gdeeper.experiments.batches import ArrayBatches, epoch_batches
+from gdeeper.experiments.sections import MetaLayerSection, VariantSection
 
 REFERENCE_FILE = "seed_mnist_curves.csv"
 
@@ -54,8 +54,14 @@ class ImageDataConfig(Section):
 Triple = Float | Annotated[list[Float], Field(min_length=3, max_length=3)]
 
 
-class ImageModelConfig(Section):
-    """The original MNIST network (gdeeper.experiments.cnn.build_image_model)."""
+class ImageModelConfig(VariantSection):
+    """The original MNIST network (gdeeper.experiments.cnn.build_image_model: same keys);
+    `w_init` and `w_regularizer` are one number or one per meta-layer (cnn0, cnn1, fc0)."""
+
+    OLD_NAMES: ClassVar[dict[str, str]] = {
+        **MetaLayerSection.OLD_NAMES,
+        "w_penalties": "w_regularizer",
+    }
 
     filters: Annotated[list[Int], Field(min_length=2, max_length=2)] = Field(
         default_factory=lambda: [30, 60]
@@ -64,29 +70,24 @@ class ImageModelConfig(Section):
     dropout: Float = Field(0.25, ge=0, lt=1)
     order: Literal["dropout-bn", "bn-dropout"] = "dropout-bn"
     w_init: Triple = 1.0
-    w_penalties: Triple = Field(default_factory=lambda: [5e-5, 5e-5, 1e-3])
+    w_regularizer: Triple = Field(default_factory=lambda: [5e-5, 5e-5, 1e-3])
     gamma_penalty: Float = Field(1e-8, ge=0)
     gamma_shift: Float = Field(0.0, ge=0)
     bn_momentum: Float = Field(0.99, ge=0, lt=1)
-    chunk: Int = Field(5, ge=1)
-    max_depth: Int = Field(1000, ge=1)
-    # The report's variants (docs/variants.md), for all three meta-layers.
-    merge: Literal["residual", "blend", "geometric"] = "residual"
-    stretch: Literal["fixed", "trainable"] = "fixed"
-    penalty_factor: Literal["gate", "step", "smooth_step"] = "gate"
-    # GInfinity(preset=...): the reproduction uses the original layer (no depth signal).
-    preset: Literal["recommended", "original"] = "original"
 
     @model_validator(mode="after")
     def _check_lists(self):
         if any(f < 1 for f in self.filters):
             raise ValueError(f"model.filters must be positive, got {self.filters}")
-        penalties = self.w_penalties
+        penalties = self.w_regularizer
         if any(p < 0 for p in (penalties if isinstance(penalties, list) else [penalties])):
-            raise ValueError(f"model.w_penalties must be >= 0, got {penalties}")
-        for w_init in self.w_init if isinstance(self.w_init, list) else [self.w_init]:
-            check_w_init(w_init, self.max_depth)
+            raise ValueError(f"model.w_regularizer must be >= 0, got {penalties}")
         return self
+
+    @property
+    def w_penalties(self):
+        """The old name of `w_regularizer` (read-only)."""
+        return self.w_regularizer
 
 
 class ImageConfig(RunConfig):
@@ -148,32 +149,7 @@ def prepare(config: ImageConfig) -> None:
         raise ConfigError(f"{where}: test images are {test_hw} but training images {train_hw}")
 
 
-def train_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start_epoch: int):
-    """Infinite generator of (x, y) batches, a fresh permutation per epoch from `start_epoch`."""
-    n = len(x)
-    if n == 0:
-        raise ValueError("no training images")
-    epoch = start_epoch
-    while True:
-        order = np.random.default_rng([seed, 0, epoch]).permutation(n)
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
-            yield x[index], y[index]
-        epoch += 1
-
-
-class ArrayBatches:
-    """Fixed-order batches of (x, y) (the test set, for validation)."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int):
-        self.x, self.y, self.batch_size = x, y, batch_size
-
-    def __len__(self):
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, index):
-        part = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.x[part], self.y[part]
+train_batches = epoch_batches  # the name tests and benchmarks know
 
 
 # -------------------------------------------------------------------------------------- model
@@ -181,27 +157,12 @@ def build_model(config: ImageConfig, input_shape, classes: int):
     """The configured network (`gdeeper.experiments.cnn`), compiled."""
     from gdeeper.experiments.cnn import build_image_model
 
-    m = config.model
     model = build_image_model(
         input_shape=tuple(input_shape),
         classes=classes,
-        filters=tuple(m.filters),
-        dense_units=m.dense_units,
-        dropout=m.dropout,
-        w_penalties=m.w_penalties,
-        gamma_penalty=m.gamma_penalty,
-        gamma_shift=m.gamma_shift,
-        w_init=m.w_init,
-        order=m.order,
-        bn_momentum=m.bn_momentum,
-        chunk=m.chunk,
-        max_depth=m.max_depth,
-        merge=m.merge,
-        stretch=m.stretch,
-        penalty_factor=m.penalty_factor,
-        preset=m.preset,
         seed=config.seed,
         name=f"gdeeper_{config.experiment.replace('-', '_')}",
+        **config.model.model_dump(),
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),
@@ -274,6 +235,13 @@ DEFAULTS = {
     },
 }
 
+FLAGS = {
+    "epochs": "training.epochs",
+    "data": "data.path",
+    "limit": "data.limit",
+    "order": "model.order",
+}
+
 for _name, _description in DESCRIPTIONS.items():
     register(
         Experiment(
@@ -285,5 +253,7 @@ for _name, _description in DESCRIPTIONS.items():
             reference=reference,
             x_axis="epoch",
             prepare=prepare,
+            flags=FLAGS,
+            family="image",
         )
     )

@@ -9,29 +9,25 @@ out in Keras, the gates fixed open (no `w`): the fixed-depth baseline. Every wei
 
 from __future__ import annotations
 
+# The meta-layer's options where this network's defaults are not GInfinity's: the original
+# layer's depth signal and retracing levels (the spirals experiment sets its own).
+DEFAULTS = {"normalize": None, "frontier": 0.0, "exact_depth": 8, "headroom": 0.5}
+
 
 def build_residual_mlp(
     inputs: int,
     outputs: int,
     width: int = 8,
     depth: int | None = None,
-    w_init: float = 1.0,
-    w_penalty: float = 1e-3,
-    chunk: int = 5,
-    max_depth: int = 1000,
     seed: int | None = None,
     name: str = "residual_mlp",
-    w_cost_per_parameter: float = 0.0,
-    normalize: str | None = None,
-    frontier: float = 0.0,
-    penalty_start: int = 0,
-    exact_depth: int = 8,
-    headroom: float = 0.5,
+    **layer,
 ):
     """The network above (uncompiled); `outputs=1` ends in a sigmoid, more in a softmax.
-    `w_cost_per_parameter` > 0 sets the meta-layer's depth budget; `normalize`, `frontier`
-    and `penalty_start` are the depth-signal options of `GInfinity`, `exact_depth` and
-    `headroom` its retracing levels (same names)."""
+    `layer` are the meta-layer's options, by `GInfinity`'s names (`w_regularizer`, 1e-3 here
+    unless given; `w_init`, `chunk`, `max_depth`, `w_cost_per_parameter`, `normalize`,
+    `frontier`, `penalty_start`, `exact_depth`, `headroom`...); `w_penalty` is read as the old
+    name of `w_regularizer`."""
     import keras
 
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
@@ -45,23 +41,10 @@ def build_residual_mlp(
     if depth is None:
         from gdeeper.core.layer import GInfinity
 
-        budget = {"w_cost_per_parameter": w_cost_per_parameter} if w_cost_per_parameter else {}
-        x = GInfinity(
-            [layers.Dense(width)],
-            h="relu",
-            w_init=w_init,
-            w_regularizer=w_penalty,
-            chunk=chunk,
-            max_depth=max_depth,
-            seed=seed,
-            name="g",
-            normalize=normalize,
-            frontier=frontier,
-            penalty_start=penalty_start,
-            exact_depth=exact_depth,
-            headroom=headroom,
-            **budget,
-        )(x)
+        options = {**DEFAULTS, "w_regularizer": layer.pop("w_penalty", 1e-3), **layer}
+        if options.get("w_cost_per_parameter") == 0:
+            del options["w_cost_per_parameter"]  # no budget: the layer is saved without one
+        x = GInfinity([layers.Dense(width)], h="relu", seed=seed, name="g", **options)(x)
     else:
         for i in range(depth):
             f = layers.Dense(width, name=f"block{i}")(x)

@@ -24,18 +24,12 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from gdeeper.config import (
-    Float,
-    Int,
-    OptimizerConfig,
-    RunConfig,
-    Section,
-    StepTrainingConfig,
-    check_w_init,
-)
+from gdeeper.config import Float, Int, OptimizerConfig, RunConfig, Section, StepTrainingConfig
+from gdeeper.datasets.synthetic import spirals_data
 from gdeeper.experiments import Experiment, Plan, make_optimizer, register
+from gdeeper.experiments.sections import MetaLayerSection
 
 
 # ------------------------------------------------------------------------------------- config
@@ -47,14 +41,22 @@ class SpiralsDataConfig(Section):
     noise: Float = Field(0.02, ge=0, description="standard deviation of the Gaussian noise")
 
 
-class SpiralsModelConfig(Section):
+class SpiralsModelConfig(MetaLayerSection):
+    """The network's keys and the depth-signal options of GInfinity (same names)."""
+
+    LAYER_OPTIONS = (
+        *MetaLayerSection.LAYER_OPTIONS,
+        "normalize",
+        "frontier",
+        "penalty_start",
+        "exact_depth",
+        "headroom",
+    )
+
     width: Int = Field(8, ge=1)
     fixed_depth: Int | None = Field(
         None, ge=0, description="null: gdeeper learns the depth; L: L plain residual blocks"
     )
-    w_init: Float = 1.0
-    w_penalty: Float = Field(1e-4, ge=0)
-    chunk: Int = Field(5, ge=1)
     max_depth: Int = Field(100, ge=1)
     # The recommended depth signal (docs/depth-study.md): null and 0 give the original layer.
     normalize: Literal["rms"] | None = Field("rms", description="GInfinity(normalize=...)")
@@ -63,11 +65,6 @@ class SpiralsModelConfig(Section):
     # Retracing levels 2, 4, 8, 16 (the same model, fewer compiles: docs/depth-study.md).
     exact_depth: Int = Field(2, ge=1, description="GInfinity(exact_depth=...)")
     headroom: Float = Field(1.0, ge=0, le=4, description="GInfinity(headroom=...)")
-
-    @model_validator(mode="after")
-    def _check_depth(self):
-        check_w_init(self.w_init, self.max_depth)
-        return self
 
 
 class SpiralsConfig(RunConfig):
@@ -81,21 +78,6 @@ class SpiralsConfig(RunConfig):
 
 
 # --------------------------------------------------------------------------------------- data
-def spirals_data(phase: float, n: int, seed: int, noise: float = 0.02):
-    """`n` points `(x, y)` of the two arms: x float32 (n, 2), y float32 (n, 1) in {0, 1}."""
-    if not (isinstance(phase, (int, float)) and math.isfinite(phase) and phase >= 0):
-        raise ValueError(f"phase must be a finite number >= 0, got phase={phase!r}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ValueError(f"n must be an integer >= 0, got n={n!r}")
-    rng = np.random.default_rng(seed)
-    t = rng.uniform(-1.0, 1.0, size=n)
-    t = np.sign(t) * np.sqrt(np.abs(t))
-    omega = phase * np.pi / 2 * np.abs(t)
-    xy = np.stack([t * np.cos(omega), t * np.sin(omega)], axis=1)
-    xy = xy + rng.normal(0.0, noise, size=(n, 2))
-    return xy.astype(np.float32), (t >= 0).astype(np.float32)[:, None]
-
-
 def splits(config: SpiralsConfig):
     """(train, val, test), each `(x, y)`, drawn with seeds seed, seed + 1, seed + 2."""
     d, s = config.data, config.seed
@@ -124,21 +106,13 @@ def build_model(config: SpiralsConfig):
 
     m = config.model
     model = build_residual_mlp(
-        inputs=2,
-        outputs=1,
+        2,
+        1,
         width=m.width,
         depth=m.fixed_depth,
-        w_init=m.w_init,
-        w_penalty=m.w_penalty,
-        chunk=m.chunk,
-        max_depth=m.max_depth,
         seed=config.seed,
         name="spirals",
-        normalize=m.normalize,
-        frontier=m.frontier,
-        penalty_start=m.penalty_start,
-        exact_depth=m.exact_depth,
-        headroom=m.headroom,
+        **m.layer_options(),
     )
     model.compile(
         optimizer=make_optimizer(config.optimizer),
@@ -152,7 +126,7 @@ def build_model(config: SpiralsConfig):
 # --------------------------------------------------------------------------------------- plan
 def plan(config: SpiralsConfig, initial_epoch: int, model) -> Plan:
     from gdeeper.experiments._keras import Batches
-    from gdeeper.experiments.images import ArrayBatches
+    from gdeeper.experiments.batches import ArrayBatches
 
     training = config.training
     if model is None:
@@ -194,5 +168,6 @@ register(
         description="two-arm spirals of rising difficulty (Unbounded Depth Neural Networks)",
         run_label=run_label,
         value_label=value_label,
+        flags={"steps": "training.steps", "phase": "data.phase"},
     )
 )

@@ -34,19 +34,19 @@ class Protocol:
     batch_size: int
     epochs: int  # per run: a grid depth, a tuner trial at full budget, the gdeeper run
     learning_rate: float  # Adam
-    w_penalty: float  # lambda_w of the gdeeper run
+    w_regularizer: float  # lambda_w of the gdeeper run
     repeat: int = 1  # passes over the training set per (study) epoch: one validation each
 
 
 # Epochs were cut where the validation curves are flat (docs/depth-study.md shows them).
 PROTOCOLS = {
-    "xor": Protocol(width=16, batch_size=256, epochs=20, learning_rate=0.005, w_penalty=1e-3),
+    "xor": Protocol(width=16, batch_size=256, epochs=20, learning_rate=0.005, w_regularizer=1e-3),
     "spirals": Protocol(
-        width=8, batch_size=256, epochs=30, learning_rate=0.005, w_penalty=1e-3, repeat=10
+        width=8, batch_size=256, epochs=30, learning_rate=0.005, w_regularizer=1e-3, repeat=10
     ),
-    "digits": Protocol(width=32, batch_size=64, epochs=25, learning_rate=0.003, w_penalty=1e-3),
+    "digits": Protocol(width=32, batch_size=64, epochs=25, learning_rate=0.003, w_regularizer=1e-3),
     "fashion-mnist": Protocol(
-        width=64, batch_size=128, epochs=12, learning_rate=0.002, w_penalty=1e-3
+        width=64, batch_size=128, epochs=12, learning_rate=0.002, w_regularizer=1e-3
     ),
 }
 
@@ -89,7 +89,7 @@ def family(name: str) -> str:
 
 
 def _xor(n_active: int, seed: int):
-    from gdeeper.experiments.xor import xor_data
+    from gdeeper.datasets.synthetic import xor_data
 
     sizes = (8192, 2048, 2048)
     return [
@@ -99,7 +99,7 @@ def _xor(n_active: int, seed: int):
 
 
 def _spirals(phase: float, seed: int):
-    from gdeeper.experiments.spirals import spirals_data
+    from gdeeper.datasets.synthetic import spirals_data
 
     return [spirals_data(phase, 1024, seed + k) for k in range(3)]
 

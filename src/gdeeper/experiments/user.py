@@ -259,7 +259,7 @@ def build_model(config: UserConfig):
 
 def plan(config: UserConfig, initial_epoch: int, model) -> Plan:
     from gdeeper.experiments._keras import Batches
-    from gdeeper.experiments.images import ArrayBatches, train_batches
+    from gdeeper.experiments.batches import ArrayBatches, epoch_batches
 
     x, y, x_val, y_val = load_data(config)
     training = config.training
@@ -267,7 +267,7 @@ def plan(config: UserConfig, initial_epoch: int, model) -> Plan:
         model = build_model(config)
     return Plan(
         model=model,
-        train_data=train_batches(x, y, training.batch_size, config.seed, initial_epoch),
+        train_data=epoch_batches(x, y, training.batch_size, config.seed, initial_epoch),
         val_data=Batches(ArrayBatches(x_val, y_val, training.val_batch_size)),
         steps_per_epoch=math.ceil(len(x) / training.batch_size),
         epochs=training.epochs,
@@ -291,6 +291,8 @@ register(
         x_axis="epoch",
         prepare=prepare,
         check=check,
+        flags={"model": "model.builder", "data": "data.loader", "epochs": "training.epochs"},
+        selected_by=("model", "data"),
         defaults={"training": dict(DEFAULT_TRAINING)},  # kept by a partial training section
     )
 )

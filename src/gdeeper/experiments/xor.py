@@ -19,8 +19,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from gdeeper.config import Float, Int, RunConfig, Section, StepTrainingConfig, check_w_init
+from gdeeper.config import Float, Int, RunConfig, Section, StepTrainingConfig
+from gdeeper.datasets.synthetic import xor_data
 from gdeeper.experiments import Experiment, Plan, make_optimizer, reference_csv, register
+from gdeeper.experiments.sections import VariantSection
 
 BLOCK_STEPS = 100  # training batches generated per numpy call
 VAL_BATCH = 10_000  # validation samples per evaluation step
@@ -40,26 +42,13 @@ class XorDataConfig(Section):
         return self
 
 
-class XorModelConfig(Section):
+class XorModelConfig(VariantSection):
+    """The network's keys; GInfinity's own (w_init, w_regularizer, chunk...) are inherited."""
+
     units: Int = Field(24, ge=1)
     dropout: Float = Field(0.1, ge=0, lt=1)
-    w_init: Float = 1.0
-    w_penalty: Float = Field(1e-4, ge=0)
     gamma_penalty: Float = Field(1e-8, ge=0)
     gamma_shift: Float = Field(0.0, ge=0)
-    chunk: Int = Field(5, ge=1)
-    max_depth: Int = Field(1000, ge=1)
-    merge: Literal["residual", "blend", "geometric"] = "residual"
-    # The report's variants (docs/variants.md); the defaults are the original's gate.
-    stretch: Literal["fixed", "trainable"] = "fixed"
-    penalty_factor: Literal["gate", "step", "smooth_step"] = "gate"
-    # GInfinity(preset=...): the reproduction uses the original layer (no depth signal).
-    preset: Literal["recommended", "original"] = "original"
-
-    @model_validator(mode="after")
-    def _check_depth(self):
-        check_w_init(self.w_init, self.max_depth)
-        return self
 
 
 class XorConfig(RunConfig):
@@ -72,15 +61,6 @@ class XorConfig(RunConfig):
 
 
 # --------------------------------------------------------------------------------------- data
-def xor_data(rng: np.random.Generator, samples: int, active: int, inputs: int = 8):
-    """`samples` fresh examples: inputs 0/1 with p=1/2, label = parity of the first `active`."""
-    if not 0 <= active <= inputs:
-        raise ValueError(f"active must be in [0, {inputs}], got active={active}")
-    x = rng.integers(0, 2, size=(samples, inputs), dtype=np.int8)
-    y = (x[:, :active].sum(axis=1, dtype=np.int32) % 2).astype(np.float32)[:, None]
-    return x.astype(np.float32), y
-
-
 def train_batches(config: XorConfig, start_step: int):
     """Infinite generator of (x, y) training batches, starting at global step `start_step`."""
     batch = config.training.batch_size
@@ -114,71 +94,38 @@ class ValidationData:
 
 # -------------------------------------------------------------------------------------- model
 def build_xor_model(
-    units: int = 24,
-    inputs: int = 8,
-    dropout: float = 0.1,
-    w_init: float = 1.0,
-    w_penalty: float = 1e-4,
-    gamma_penalty: float = 1e-8,
-    gamma_shift: float = 0.0,
-    chunk: int = 5,
-    max_depth: int = 1000,
-    merge: str = "residual",
-    name: str = "g",
-    stretch: str = "fixed",
-    penalty_factor: str = "gate",
-    preset: str = "original",
+    section: XorModelConfig | None = None, *, inputs: int = 8, name: str = "g", **options
 ):
     """The original XOR network: fixed Dense(relu) -> GInfinity -> fixed Dense(sigmoid).
 
-    All trainable weights are inside the meta-layer, whose block is
-    Dropout(BatchNorm(Dense(units))) with the gamma penalty.
+    `section` is the config's model section (`build_xor_model(config.model)`); without one,
+    `options` are its keys (`build_xor_model(w_init=1.5, chunk=2)`). All trainable weights are
+    inside the meta-layer, whose block is Dropout(BatchNorm(Dense(units))) with the gamma
+    penalty; the section's GInfinity options go to the meta-layer by their names.
     """
     import keras
 
     from gdeeper.core.layer import GInfinity
     from gdeeper.core.regularizers import GammaRegularizedBatchNorm
 
-    block = [keras.layers.Dense(units), GammaRegularizedBatchNorm(gamma_penalty, gamma_shift)]
-    if dropout > 0:
-        block.append(keras.layers.Dropout(dropout))
+    if section is None:
+        section = XorModelConfig(**options)
+    elif options:
+        raise TypeError(f"give the section or its keys, not both: {sorted(options)}")
+    m = section
+    block = [keras.layers.Dense(m.units), GammaRegularizedBatchNorm(m.gamma_penalty, m.gamma_shift)]
+    if m.dropout > 0:
+        block.append(keras.layers.Dropout(m.dropout))
     x_in = keras.Input((inputs,), name="bits")
-    x = keras.layers.Dense(units, activation="relu", trainable=False, name="fixed_in")(x_in)
-    x = GInfinity(
-        block,
-        h="relu",
-        w_init=w_init,
-        w_regularizer=w_penalty,
-        chunk=chunk,
-        max_depth=max_depth,
-        merge=merge,
-        stretch=stretch,
-        penalty_factor=penalty_factor,
-        preset=preset,
-        name=name,
-    )(x)
+    x = keras.layers.Dense(m.units, activation="relu", trainable=False, name="fixed_in")(x_in)
+    x = GInfinity(block, h="relu", name=name, **m.layer_options())(x)
     y = keras.layers.Dense(1, activation="sigmoid", trainable=False, name="fixed_out")(x)
     return keras.Model(x_in, y, name="xor")
 
 
 def build_model(config: XorConfig):
     """The configured network, compiled (binary cross-entropy, accuracy)."""
-    m = config.model
-    model = build_xor_model(
-        units=m.units,
-        inputs=config.data.inputs,
-        dropout=m.dropout,
-        w_init=m.w_init,
-        w_penalty=m.w_penalty,
-        gamma_penalty=m.gamma_penalty,
-        gamma_shift=m.gamma_shift,
-        chunk=m.chunk,
-        max_depth=m.max_depth,
-        merge=m.merge,
-        stretch=m.stretch,
-        penalty_factor=m.penalty_factor,
-        preset=m.preset,
-    )
+    model = build_xor_model(config.model, inputs=config.data.inputs)
     model.compile(
         optimizer=make_optimizer(config.optimizer),
         loss="binary_crossentropy",
@@ -261,5 +208,6 @@ register(
         run_label=run_label,
         value_label=value_label,
         reference=reference,
+        flags={"steps": "training.steps", "active": "data.active"},
     )
 )
