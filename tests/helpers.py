@@ -40,6 +40,24 @@ def gradients_wrt_all(model: keras.Model, x, y, loss_fn) -> dict[int, np.ndarray
         g_trainable, g_fixed = jax.grad(loss_of, argnums=(0, 1))(trainable, fixed)
         pairs = zip(variables, list(g_trainable) + list(g_fixed))
         return {id(v): np.asarray(g) for v, g in pairs}
+    if backend() == "torch":
+        import torch
+
+        def leaf(variable):
+            value = variable.value.detach().clone()
+            return value.requires_grad_(True) if value.is_floating_point() else value
+
+        trainable = [leaf(v) for v in model.trainable_variables]
+        fixed = [leaf(v) for v in model.non_trainable_variables]
+        out, _ = model.stateless_call(trainable, fixed, x, training=False)
+        leaves = trainable + fixed
+        wanted = [t for t in leaves if t.requires_grad]
+        grads = iter(torch.autograd.grad(loss_fn(y, out), wanted, allow_unused=True))
+        result = {}
+        for v, t in zip(variables, leaves):
+            g = next(grads) if t.requires_grad else None
+            result[id(v)] = np.zeros_like(t.detach().numpy()) if g is None else g.numpy()
+        return result
     raise NotImplementedError(backend())
 
 
@@ -56,6 +74,12 @@ def scalar_derivative(fn, at: float) -> float:
         import jax
 
         return float(jax.grad(lambda t: fn(t))(np.float32(at)))
+    if backend() == "torch":
+        import torch
+
+        t = torch.tensor(at, dtype=torch.float32, requires_grad=True)
+        (grad,) = torch.autograd.grad(fn(t), t)
+        return float(grad)
     raise NotImplementedError(backend())
 
 

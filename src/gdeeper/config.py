@@ -5,7 +5,7 @@ a backend. Each experiment has its own config class with the same top-level layo
 
     experiment: xor          # which experiment (see gdeeper.experiments)
     seed: 0                  # seeds the data streams and keras.utils.set_random_seed
-    backend: null            # tensorflow | jax | null (KERAS_BACKEND or Keras' default)
+    backend: null            # tensorflow | jax | torch | null (KERAS_BACKEND or Keras' default)
     data: {...}              # experiment-specific data section
     model: {...}             # experiment-specific model section
     optimizer: {name, learning_rate}
@@ -30,7 +30,7 @@ from gdeeper.files import write_text_atomic
 
 # The Keras backends a run may ask for: the one list that the config, the CLI and the runner
 # check against (`runner.control.backend`).
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 
 
 class ConfigError(ValueError):
@@ -167,6 +167,24 @@ class RunConfig(Section):
     seed: Int = Field(0, ge=0, le=MAX_SEED)
     backend: Literal[BACKENDS] | None = None  # type: ignore[valid-type]
     optimizer: OptimizerConfig = OptimizerConfig()
+
+
+def for_backend(config: RunConfig, backend: str) -> RunConfig:
+    """`config` as it runs on `backend` (the one Keras loaded), recorded as such.
+
+    Keras' torch backend runs one step per execution (`steps_per_execution` must be 1): there,
+    a training section that resolved more runs one, and its `check_every` (executions between
+    host reads) is multiplied by as much, so `w` and the loss are read every as many steps.
+    """
+    config = config.model_copy(update={"backend": backend})
+    training = getattr(config, "training", None)
+    spe = getattr(training, "steps_per_execution", None)
+    if backend == "torch" and spe is not None and spe > 1:
+        update = {"steps_per_execution": 1}
+        if getattr(training, "check_every", None) is not None:
+            update["check_every"] = training.check_every * spe
+        config = config.model_copy(update={"training": training.model_copy(update=update)})
+    return config
 
 
 # ------------------------------------------------------------------------------------ loading

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 # ------------------------------------------------------------------------------------- shared
-Backend = Annotated[str | None, typer.Option(help="tensorflow or jax")]
+Backend = Annotated[str | None, typer.Option(help="tensorflow, jax or torch")]
 Out = Annotated[Path, typer.Option(help="output root")]
 Json = Annotated[bool, typer.Option("--json", help="print the result as one JSON object")]
 

@@ -147,6 +147,25 @@ def rebuild_optimizer(optimizer, variables: list) -> None:
     object.__setattr__(optimizer, _PARKED_SLOTS, parked)  # plain attribute: never saved
 
 
+# ----------------------------------------------------------------------------------- torch
+def track_torch_parameters(model) -> None:
+    """Under torch, make every layer's `torch.nn.Module` parameters its current variables.
+
+    A Keras layer under torch is a `torch.nn.Module` whose parameters are a `ParameterDict`
+    (`_torch_params`) filled once, from `layer.variables`, when it is built; Keras adds a
+    variable to it only when that same layer creates one. Sub-layers that growth adds (or
+    unparks) are therefore not among the model's `parameters()`, and `model.zero_grad()`, which
+    Keras' torch `train_step` (and a PyTorch-style loop) calls before `backward()`, would leave
+    their gradients to accumulate from step to step. Each layer's dict is rebuilt over its
+    current variables (`TorchLayer._track_variables`). No-op on other backends.
+    """
+    if keras.backend.backend() != "torch":
+        return
+    for layer in flatten_layers(model, include_self=True):
+        if "_torch_params" in layer.__dict__ or "_torch_params" in getattr(layer, "_modules", {}):
+            layer._track_variables()
+
+
 # ------------------------------------------------------------------------------------- JAX
 def jax_trainable_values(model) -> list | None:
     """During a JAX `fit`, the current values of `model.trainable_variables`, without a sync.

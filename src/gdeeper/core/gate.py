@@ -72,6 +72,8 @@ def geometric_merge(g, f, gate, eps: float = GEOMETRIC_EPSILON):
     A gate of 0 leaves `g` unchanged, as the residual merge does; a gate of 1 multiplies `g` by
     `|f|` (softened by eps). `h` is applied by the caller.
     """
+    # Tensors, not arrays: under torch a NumPy array times a tensor is a TypeError.
+    g, f = ops.convert_to_tensor(g), ops.convert_to_tensor(f)
     return g * ops.exp(gate * 0.5 * ops.log(ops.square(f) + eps))
 
 

@@ -32,6 +32,17 @@ def bump_structure() -> None:
     _structure["generation"] = next(_structure_generation)
 
 
+def host_float(value) -> float:
+    """A scalar tensor as a Python float, on every backend: a torch tensor that requires grad
+    (a trainable variable's value) is detached first, which `float()` would otherwise warn
+    about; no NumPy conversion (TF tensors warn under NumPy 2)."""
+    if hasattr(value, "read_value"):  # a tf.Variable (MirroredVariable under tf.distribute)
+        value = value.read_value()
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach()
+    return float(value)
+
+
 class DepthLimitError(RuntimeError):
     """Raised when `w` asks for more sub-layers than a meta-layer's `max_depth` allows."""
 
@@ -204,10 +215,7 @@ class Growable(keras.layers.Layer):
 
     # ----------------------------------------------------------------------------- steering
     def read_w(self) -> float:
-        value = self.w.value
-        if hasattr(value, "read_value"):  # a tf.Variable (MirroredVariable under tf.distribute)
-            value = value.read_value()
-        return float(value)  # no NumPy conversion: TF tensors warn under NumPy 2
+        return host_float(self.w.value)
 
     def mark_steered(self, owner: Callable | None = None) -> None:
         """Record that growth is steered between steps (by DepthCallback or update_depths).

@@ -179,6 +179,8 @@ class DepthCallback(keras.callbacks.Callback):
         update_depths(self._target)
         if extend_optimizer(self._target):
             reset_traced_functions(self._target)
+        else:  # torch: sub-layers grown before fit (eager calls) must be among its parameters
+            _keras.track_torch_parameters(self._target)
         if self.compile_ahead and applies_to(self._target):
             if self.ahead is None or self.ahead.model is not self._target:
                 self.ahead = CompileAhead(self._target, extend_optimizer)

@@ -25,7 +25,7 @@ from gdeeper.core.block import Block, BlockTemplate
 from gdeeper.core.frontier import frontier_merge, normalized
 from gdeeper.core.gate import deltas, frontier_gates, penalty_factors, stretch_init
 from gdeeper.core.gate import stretch as softplus_stretch
-from gdeeper.core.growable import DepthLimitError
+from gdeeper.core.growable import DepthLimitError, host_float
 from gdeeper.core.layer_arguments import check_arguments, resolve_preset
 from gdeeper.core.merge import merge as merge_values
 from gdeeper.core.merge import merge_if_open
@@ -287,7 +287,7 @@ class GInfinity(SubLayerStack):
         """The gate's current stretch `a`: `alpha`, or `softplus(b)` when it is trained."""
         if self.stretch == "fixed":
             return self.alpha
-        return float(softplus_stretch(ops.cast(self.stretch_b, "float32")))
+        return host_float(softplus_stretch(ops.cast(self.stretch_b, "float32")))
 
     # ------------------------------------------------------------------------------------- call
     def call(self, inputs, training=None):

@@ -38,7 +38,8 @@ def extend_optimizer(model: keras.Model, optimizer=None) -> bool:
 
 def reset_traced_functions(model: keras.Model) -> None:
     """Make Keras trace the model's train, test and predict functions again (after its
-    variables changed)."""
+    variables changed); under torch, make the model's parameters its variables again."""
+    _keras.track_torch_parameters(model)
     if getattr(model, "train_function", None) is not None:
         model.make_train_function(force=True)
     for attribute in ("test_function", "predict_function"):

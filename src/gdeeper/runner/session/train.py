@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from gdeeper.config import ConfigError, RunConfig, save_config
+from gdeeper.config import ConfigError, RunConfig, for_backend, save_config
 from gdeeper.experiments import get_experiment
 from gdeeper.files import read_json
 from gdeeper.runner.analysis.plot import plot_path
@@ -124,7 +124,7 @@ def _session(s: Session) -> dict:
         import gdeeper
 
         gdeeper.load_keras_objects()
-        config = config.model_copy(update={"backend": keras.backend.backend()})
+        config = for_backend(config, keras.backend.backend())  # torch: one step per execution
         s.config = config
         started = time.perf_counter()
         manifest = start_manifest(run_dir, config, s.command, s.resume)
