@@ -22,6 +22,7 @@ xor: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m both_backends
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m both_backends
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # One growing model on two devices (JAX DataParallel, TF MirroredStrategy) and on two hosts (two

@@ -10,6 +10,12 @@ def backend() -> str:
     return keras.backend.backend()
 
 
+def steps_per_execution(steps: int) -> int:
+    """`steps`, or 1 under torch: Keras' torch backend runs one step per execution (its
+    `make_train_function` refuses more)."""
+    return 1 if backend() == "torch" else steps
+
+
 def gradients_wrt_all(model: keras.Model, x, y, loss_fn) -> dict[int, np.ndarray]:
     """d loss / d v for every variable of `model`, trainable or not, keyed by id(variable).
 

@@ -137,8 +137,10 @@ def test_a_closed_sub_layer_opens_without_a_retrace_and_trains():
     assert 9 < g.read_w() < 10
     opened = [numpy_of(v) for v in g.sublayers[9].trainable_variables]
     assert all(np.abs(a - b).max() > 0 for a, b in zip(closed, opened))
-    # its dropout seed moved on once it ran; the still closed sub-layer 10's did not
-    assert not np.array_equal(seeds, numpy_of(g.sublayers[9].non_trainable_variables[0]))
+    # its dropout seed moved on once it ran; the still closed sub-layer 10's did not (Keras'
+    # torch backend draws an unseeded Dropout's mask from torch's global generator: no state)
+    if keras.backend.backend() != "torch":
+        assert not np.array_equal(seeds, numpy_of(g.sublayers[9].non_trainable_variables[0]))
     np.testing.assert_array_equal(
         closed_seeds, numpy_of(g.sublayers[10].non_trainable_variables[0])
     )

@@ -161,7 +161,7 @@ def test_parked_sub_layer_comes_back_unchanged_in_fit():
 
 
 def _train_step(model, optimizer, x, y, loss_fn):
-    """One step of a hand-written loop (no fit), on either backend."""
+    """One step of a hand-written loop (no fit), on each backend."""
     trainable = model.trainable_variables
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -169,6 +169,16 @@ def _train_step(model, optimizer, x, y, loss_fn):
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True)) + sum(model.losses)
         grads = tape.gradient(loss, trainable)
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        loss = loss_fn(y, model(x, training=True)) + sum(model.losses)
+        model.zero_grad()
+        loss.backward()
+        grads = [v.value.grad for v in trainable]
+        with torch.no_grad():
+            optimizer.apply(grads, trainable)
+        return
     else:
         import jax
 

@@ -54,7 +54,7 @@ def test_a_tensorflow_run_prints_no_log_records_and_says_what_its_speed_is(tmp_p
 SCRIPT = """
 import sys
 from gdeeper.cli import app
-sys.argv = ["gdeeper", "train", "xor", "--backend", "jax", "--out", sys.argv[1], *sys.argv[2:]]
+sys.argv = ["gdeeper", "train", "xor", "--out", *sys.argv[1:]]
 try:
     app(prog_name="gdeeper", standalone_mode=False)
 except SystemExit:
@@ -64,11 +64,15 @@ print("tensorflow imported:", "tensorflow" in sys.modules)
 """
 
 
+ARGS = [*SMALL, "--json"]
+
+
 @pytest.mark.slow(10)
-def test_a_jax_run_never_imports_tensorflow(tmp_path):
-    pytest.importorskip("jax")
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_jax_or_torch_run_never_imports_tensorflow(tmp_path, backend):
+    pytest.importorskip(backend)
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "out"), *SMALL, "--json"],
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "out"), "--backend", backend, *ARGS],
         capture_output=True,
         text=True,
         timeout=240,
@@ -78,7 +82,7 @@ def test_a_jax_run_never_imports_tensorflow(tmp_path):
     lines = result.stdout.strip().splitlines()
     summary = json.loads(lines[-3])
     assert lines[-2] == "mlflow imported: False"
-    assert summary["status"] == "completed" and summary["backend"] == "jax", summary
+    assert summary["status"] == "completed" and summary["backend"] == backend, summary
     assert "warnings" not in summary, summary["warnings"]  # TensorBoard events were written
     assert lines[-1] == "tensorflow imported: False"
     noise = [line for line in result.stderr.splitlines() if LOG_RECORD.search(line)]

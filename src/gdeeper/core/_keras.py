@@ -166,6 +166,15 @@ def track_torch_parameters(model) -> None:
             layer._track_variables()
 
 
+def torch_compiling() -> bool:
+    """Whether torch.compile (dynamo) is tracing the call in progress (`jit_compile=True` under
+    torch): host reads such as `float(w)` would break its graph there."""
+    torch = sys.modules.get("torch")
+    if torch is None or keras.backend.backend() != "torch":
+        return False
+    return bool(torch.compiler.is_compiling())
+
+
 # ------------------------------------------------------------------------------------- JAX
 def jax_trainable_values(model) -> list | None:
     """During a JAX `fit`, the current values of `model.trainable_variables`, without a sync.

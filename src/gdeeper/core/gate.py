@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from keras import ops
 
 # Offset used for the conditional sub-layer penalty: delta_w(i + eps) is 0 with a 0 derivative at
@@ -84,17 +83,25 @@ def _stretch(z, alpha):
     return alpha * z
 
 
+def _index_tensor(indices, dtype):
+    """Sub-layer indices (one, or a sequence) as a constant tensor. Built from Python floats,
+    not a NumPy array: torch.compile (dynamo) cannot trace NumPy over a `range`."""
+    if hasattr(indices, "__iter__"):
+        return ops.convert_to_tensor([float(i) for i in indices], dtype=dtype)
+    return ops.convert_to_tensor(float(indices), dtype=dtype)
+
+
 def deltas(indices, w, alpha=1.0, dtype="float32"):
     """`delta(i, w, alpha)` for every `i` in `indices`, as one vector op (the same values); a
     single index (not a sequence) gives a scalar."""
-    x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
+    x = _index_tensor(indices, dtype)
     return ops.relu(1.0 - ops.exp(_stretch(x - w, alpha)))
 
 
 def shifted_deltas(indices, w, alpha=1.0, offset: float = PENALTY_EPSILON, dtype="float32"):
     """`shifted_delta(i, w, alpha, offset)` for every `i` in `indices`, as one vector op (a
     single index gives a scalar)."""
-    x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
+    x = _index_tensor(indices, dtype)
     return ops.relu(1.0 - ops.exp(_stretch((x - w) + offset, alpha)))
 
 
@@ -121,7 +128,7 @@ def frontier_gates(indices, w, frontier: float, dtype="float32"):
     It rises from 0 to `frontier` as `w` approaches the frontier index, so its derivative in
     `w` is `frontier`: the gradient on `w` carries the value of opening the next sub-layer.
     """
-    x = ops.convert_to_tensor(np.asarray(indices, dtype="float32"), dtype=dtype)
+    x = _index_tensor(indices, dtype)
     distance = x - w
     closed = ops.cast(distance >= 0, dtype)
     return frontier * ops.relu(1.0 - distance) * closed

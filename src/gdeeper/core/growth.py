@@ -138,7 +138,8 @@ class DepthCallback(keras.callbacks.Callback):
             while the current one trains, so that growth does not wait for the compile
             (`gdeeper.core.ahead`); the same model up to float rounding. It pays where a CPU
             core is free (a GPU host); on a CPU that training already fills it only moves the
-            compile onto it (docs/performance.md). No effect on other backends.
+            compile onto it (docs/performance.md). No effect on other backends (TensorFlow,
+            torch).
     """
 
     def __init__(self, verbose: bool = False, check_every: int = 1, compile_ahead: bool = False):

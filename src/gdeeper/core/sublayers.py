@@ -266,7 +266,7 @@ class SubLayerStack(Growable):
 
     def _refresh_depth_if_eager(self) -> None:
         # Steered layers change depth only between steps (update_depths), never inside one.
-        if self.depth_controlled or not self.built:
+        if self.depth_controlled or not self.built or _keras.torch_compiling():
             return
         try:
             w = self.read_w()

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from gdeeper.core import policy
+from gdeeper.core import _keras, policy
 from gdeeper.core.arguments import (
     FINITE_NUMBER,
     FINITE_NUMBER_FROM_0,
@@ -267,7 +267,7 @@ class GrowingWidth(Growable):
 
     # ------------------------------------------------------------------------------------- call
     def call(self, inputs):
-        if not self.depth_controlled and self.built:
+        if not self.depth_controlled and self.built and not _keras.torch_compiling():
             with contextlib.suppress(Exception):  # symbolic or traced: keep the width
                 self.set_depth(self.read_w())
         gates = ops.cast(self.gates(), self.compute_dtype)

@@ -72,7 +72,10 @@ def log_q(nu, depth, size: int | None = None):
     """log q(L = k) for k = 1..size (default: depth): q_k ~ nu^(k-1) / (k-1)! for k <= depth, 0
     beyond (log about -1e9: zero mass and zero gradients). `depth` may be a tensor."""
     k = np.arange(depth if size is None else size, dtype="float32")
-    logits = k * ops.log(nu) - gammaln(k + 1).astype("float32")
+    # Tensors, not arrays: under torch a NumPy array times a tensor is a TypeError.
+    log_factorial = ops.convert_to_tensor(gammaln(k + 1).astype("float32"))
+    k = ops.convert_to_tensor(k)
+    logits = k * ops.log(nu) - log_factorial
     if size is not None:
         logits = logits + ops.where(k < ops.cast(depth, "float32"), 0.0, -1e9)
     return ops.log_softmax(logits)
@@ -173,6 +176,7 @@ def _logits(params, x):
     """Outputs of heads 0..n, n the hidden layers in `params` (all of them: beyond the
     truncation, q gives them zero weight)."""
     _, hidden, heads = params
+    x = ops.convert_to_tensor(x)  # under torch, arrays and tensors do not mix
     h, outs = x, [ops.matmul(x, heads[0][0]) + heads[0][1]]
     for k in range(1, len(hidden) + 1):
         w, b = hidden[k - 1]
@@ -184,6 +188,7 @@ def _logits(params, x):
 def _log_lik(z, y):
     """Batch-mean log-likelihood: y one-hot (softmax heads) or y in {0, 1} of shape (n, 1)
     with one logit (sigmoid heads)."""
+    y = ops.convert_to_tensor(y)
     if z.shape[-1] == 1:
         return -ops.mean(y * ops.softplus(-z) + (1.0 - y) * ops.softplus(z))
     return ops.mean(ops.sum(y * ops.log_softmax(z, axis=-1), axis=-1))
@@ -204,7 +209,7 @@ def negative_elbo(params, x, y, depth, *, n_obs: int, prior_rate: float, prior_s
     nu_raw, hidden, heads = params
     logq = log_q(ops.softplus(nu_raw), depth, len(hidden))
     q = ops.exp(logq)
-    log_pl = log_prior_depth(len(hidden), prior_rate)
+    log_pl = ops.convert_to_tensor(log_prior_depth(len(hidden), prior_rate))
     outs = _logits(params, x)
     # depth 0: q_0 = 0, yet its head trains with weight 1 (TRAIN_OUTPUT_LAYERS)
     elbo = n_obs * _log_lik(outs[0], y) + _log_prior_weights(heads[0], prior_scale)

@@ -31,15 +31,33 @@ def value_and_grad(fn):
             return value, [tf.zeros_like(v) if g is None else g for v, g in zip(flat, grads)]
 
         return tape_value_and_grad
-    raise NotImplementedError(f"UDN's port runs on JAX and TensorFlow, not {backend}")
+    if backend == "torch":
+        import torch
+
+        def autograd_value_and_grad(flat, *args):
+            with torch.enable_grad():
+                leaves = [ops.convert_to_tensor(v).detach().requires_grad_(True) for v in flat]
+                value = fn(leaves, *args)
+                grads = torch.autograd.grad(value, leaves, allow_unused=True)
+            return value.detach(), [
+                torch.zeros_like(v) if g is None else g for v, g in zip(leaves, grads)
+            ]
+
+        return autograd_value_and_grad
+    raise NotImplementedError(f"UDN's port runs on JAX, TensorFlow and torch, not {backend}")
 
 
 def compile_step(fn):
-    """jax.jit or tf.function."""
+    """jax.jit or tf.function; under torch, eager without autograd's record (the gradient is
+    taken inside, by `value_and_grad`)."""
     if keras.backend.backend() == "jax":
         import jax
 
         return jax.jit(fn)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()(fn)
     import tensorflow as tf
 
     return tf.function(fn, reduce_retracing=False)
