@@ -28,7 +28,9 @@ def model_of(w_init=1.2, chunk=2, dropout=False):
     keras.utils.set_random_seed(0)
     block = [keras.layers.Dense(8)] + ([keras.layers.Dropout(0.1)] if dropout else [])
     inputs = keras.Input((8,))
-    g = GInfinity(block, w_init=w_init, chunk=chunk, w_regularizer=None, name="g")
+    g = GInfinity(
+        block, w_init=w_init, chunk=chunk, w_regularizer=None, preset="original", name="g"
+    )
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(g(inputs)))
 
 
