@@ -86,7 +86,7 @@ def test_cli_steps_per_execution_resolves_to_a_divisor_of_the_interval():
         ("training.steps=250", "must be a multiple of training.val_every"),
         ("training.steps_per_execution=30", "must divide training.val_every (100)"),
         ("optimizer.name=adamw", "optimizer.name"),
-        ("backend=torch", "backend"),
+        ("backend=mxnet", "backend"),
         ("model=3", "model"),
     ],
 )

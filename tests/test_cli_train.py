@@ -229,7 +229,7 @@ ERROR_CASES = [
     (["train", "xor", "--active", "9"], "data.active (9) must be <= data.inputs (8)"),
     (["train", "xor", "--steps", "0"], "training.steps = 0"),
     (["train", "xor", "--steps", "150"], "multiple of training.val_every"),
-    (["train", "xor", "--backend", "torch"], "unknown backend 'torch'"),
+    (["train", "xor", "--backend", "mxnet"], "unknown backend 'mxnet'"),
     (["train", "xor", "--config", "missing.yaml"], "config file not found: missing.yaml"),
     (["train", "xor", "--config", "bad.yaml"], "cannot parse config file bad.yaml"),
     (["train", "xor", "--config", "."], "is a directory"),

@@ -31,7 +31,7 @@ inputs = keras.Input((8,))
 h = keras.layers.Dense(8, activation="relu")(inputs)
 h = gdeeper.GInfinity(
     [keras.layers.Dense(8), keras.layers.BatchNormalization(), keras.layers.Dropout(0.1)],
-    w_init=1.5, chunk=2, name="g",
+    w_init=1.5, chunk=2, preset="original", name="g",
 )(h)
 out = gdeeper.GrowingDense(1, group=4, chunk=4, w_init=1.0, name="wd")(h)
 model = keras.Model(inputs, keras.layers.Activation("sigmoid")(out))
@@ -88,7 +88,7 @@ def run_all(script: str, jobs: dict[str, list[str]]) -> dict[str, dict]:
     return results
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(90)
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs at least two Keras backends installed")
 def test_a_model_saved_on_each_backend_loads_on_each_backend(tmp_path):
     files = {backend: str(tmp_path / f"{backend}.keras") for backend in BACKENDS}
