@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from gdeeper.config import BACKENDS, ConfigError
+from gdeeper.config import BACKENDS, ConfigError, RunConfig
 
 
 def check_backend(requested: str | None) -> None:
@@ -36,3 +36,21 @@ def prepare_backend(requested: str | None) -> str | None:
         os.environ["KERAS_BACKEND"] = requested
         return requested
     return os.environ.get("KERAS_BACKEND") or None
+
+
+def for_backend(config: RunConfig, backend: str) -> RunConfig:
+    """`config` as it runs on `backend` (the one Keras loaded), recorded as such.
+
+    Keras' torch backend runs one step per execution (`steps_per_execution` must be 1): there,
+    a training section that resolved more runs one, and its `check_every` (executions between
+    host reads) is multiplied by as much, so `w` and the loss are read every as many steps.
+    """
+    config = config.model_copy(update={"backend": backend})
+    training = getattr(config, "training", None)
+    spe = getattr(training, "steps_per_execution", None)
+    if backend == "torch" and spe is not None and spe > 1:
+        update = {"steps_per_execution": 1}
+        if getattr(training, "check_every", None) is not None:
+            update["check_every"] = training.check_every * spe
+        config = config.model_copy(update={"training": training.model_copy(update=update)})
+    return config

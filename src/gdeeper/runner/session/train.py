@@ -17,12 +17,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from gdeeper.config import ConfigError, RunConfig, for_backend, save_config
+from gdeeper.config import ConfigError, RunConfig, save_config
 from gdeeper.experiments import get_experiment
 from gdeeper.files import read_json
 from gdeeper.runner.analysis.plot import plot_path
 from gdeeper.runner.control import signals
-from gdeeper.runner.control.backend import prepare_backend
+from gdeeper.runner.control.backend import for_backend, prepare_backend
 from gdeeper.runner.control.lock import LOCK_FILE, holds_lock, lock_run_dir, release_run_dir
 from gdeeper.runner.control.processes import import_keras_quietly
 from gdeeper.runner.records import rundir as rd
