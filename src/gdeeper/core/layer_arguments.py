@@ -41,9 +41,9 @@ PENALIZE: Rule = (
         else all(isinstance(p, str) for p in value)
     ),
 )
-# (argument, rule), in the order they are checked; the depth records depend on max_depth.
+# (argument, rule), in the order they are checked (the preset first, by resolve_preset); the
+# depth records depend on max_depth.
 TABLE: tuple[tuple[str, Rule], ...] = (
-    ("preset", one_of(tuple(PRESETS))),
     ("w_init", FINITE_NUMBER),
     ("merge", one_of(MERGES)),
     ("chunk", INTEGER_FROM_1),
