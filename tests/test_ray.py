@@ -284,34 +284,6 @@ def test_ray_unreachable_address_is_one_line_and_writes_nothing(tmp_path):
 @needs_ray
 @on_the_head
 @pytest.mark.slow(60)
-def test_ray_sweep_equals_local_sweep_on_a_shared_filesystem(tmp_path, ray_head, reference):
-    spec = write_spec(tmp_path / "trio.yaml", "trio", TRIO)
-    result = gdeeper(
-        "sweep", str(spec), "--executor", "ray", "--address", ray_head,
-        "--out", str(tmp_path / "out"), "--json",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    sweep_dir = sweep_dir_of(result)
-    got, want = rows(sweep_dir), rows(reference)
-    assert list(got) == list(want) == [f"w_init-{w}_seed-0" for w in TRIO]
-    for name, row in want.items():
-        assert got[name]["status"] == "completed" and got[name]["attempts"] == "1"
-        assert_same_results(got[name], row)
-        assert got[name]["run_dir"] == f"runs/{name}"
-        # the same run directory layout: config, manifest, metrics, summary, model, plots
-        assert files(sweep_dir / "runs" / name) == files(reference / "runs" / name)
-        log = (sweep_dir / "logs" / f"{name}.log").read_text()
-        assert "ray: attempt 1 on" in log and "shared filesystem" in log
-    assert files(sweep_dir) - files(reference) == set()
-    assert not (sweep_dir / "runs" / ".ray-shared-fs").exists()
-    manifest = json.loads((sweep_dir / "manifest.json").read_text())
-    assert manifest["sessions"][0]["executor"] == "ray"
-    assert manifest["exit_status"] == "completed"
-
-
-@needs_ray
-@on_the_head
-@pytest.mark.slow(60)
 def test_ray_ships_run_dirs_back_and_records_a_crashing_run(tmp_path, ray_head, reference):
     # From 3.0, w grows past max_depth 3 by step 100-150 (3.03, 3.11; 3.3 at step 500): that
     # run raises DepthLimitError in its trainer; the other one finishes. (w_init 4.0 would be
@@ -350,7 +322,9 @@ def test_ray_ships_run_dirs_back_and_records_a_crashing_run(tmp_path, ray_head, 
 @needs_ray
 @on_the_head
 @pytest.mark.slow(60)
-def test_ray_killed_worker_is_retried_and_the_sweep_completes(tmp_path, ray_head, reference):
+def test_ray_sweep_equals_local_sweep_and_a_killed_worker_is_retried(tmp_path, ray_head, reference):
+    """A 3-point sweep on Ray over a shared filesystem gives the local executor's numbers and
+    run directories, and the run whose worker is SIGKILLed is retried from its checkpoint."""
     spec = write_spec(tmp_path / "trio.yaml", "trio", TRIO)
     out = tmp_path / "out"
     stderr = (tmp_path / "stderr.txt").open("w")
@@ -393,8 +367,22 @@ def test_ray_killed_worker_is_retried_and_the_sweep_completes(tmp_path, ray_head
     assert [r["status"] for r in got.values()] == ["completed"] * 3
     assert got[KILLED]["attempts"] == "2" and "attempt 2" in got[KILLED]["message"]
     assert {r["attempts"] for n, r in got.items() if n != KILLED} == {"1"}
+    assert list(got) == list(want) == [f"w_init-{w}_seed-0" for w in TRIO]
     for name, row in want.items():  # resumed from its checkpoint: still the same numbers
         assert_same_results(got[name], row)
+        assert got[name]["run_dir"] == f"runs/{name}"
+        # the same run directory layout: config, manifest, metrics, summary, model, plots
+        # (and the retried run's second TensorBoard session)
+        second = {"events.out.tfevents.session-0002"} if name == KILLED else set()
+        assert files(sweep_dir / "runs" / name) == files(reference / "runs" / name) | second
+        log = (sweep_dir / "logs" / f"{name}.log").read_text()
+        assert "ray: attempt 1 on" in log and "shared filesystem" in log
+    retried = {f"runs/{KILLED}/events.out.tfevents.session-0002"}
+    assert files(sweep_dir) - files(reference) == retried
+    assert not (sweep_dir / "runs" / ".ray-shared-fs").exists()
+    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    assert manifest["sessions"][0]["executor"] == "ray"
+    assert manifest["exit_status"] == "completed"
     sessions = json.loads((run_dir / "manifest.json").read_text())["sessions"]
     assert [s["exit_status"] for s in sessions] == ["killed", "completed"]
     assert sessions[1]["resume"] and sessions[1]["start_step"] >= 100
