@@ -4,6 +4,8 @@ across growth. The PyTorch-style custom loop is in test_keras_workflows.py, with
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -87,3 +89,34 @@ def test_fit_with_jit_compile_grows_as_without():
         trained.append([keras.ops.convert_to_numpy(v) for v in model.weights])
     for eager, compiled in zip(*trained):
         np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_a_closed_sub_layer_gets_a_zero_gradient_as_on_the_other_backends():
+    """Headroom computes sub-layers beyond `ceil(w)` behind a conditional. torch runs it in
+    Python: the closed block's variables got no gradient at all, and Keras warned at every
+    depth ("Gradients do not exist for variables ...") and skipped their optimizer update,
+    where `tf.cond` and `lax.cond` give them zeros."""
+    import torch
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    g = GInfinity([keras.layers.Dense(8), keras.layers.BatchNormalization()], w_init=2.5)
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(g(inputs)))
+    gdeeper.update_depths(model)
+    assert g.computed_depth > 3  # the recommended levels: sub-layers 4.. are closed
+    closed = [v for v in g.trainable_variables if "_block_4" in v.path]
+    assert closed, [v.path for v in g.trainable_variables]
+
+    x, y = (torch.as_tensor(a) for a in parity(64))
+    loss = keras.losses.BinaryCrossentropy()(y, model(x, training=True))
+    model.zero_grad()
+    loss.backward()
+    for v in closed:
+        assert v.value.grad is not None, v.path
+        assert not v.value.grad.any(), v.path
+
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(*parity(128), batch_size=64, epochs=1, verbose=0, callbacks=[DepthCallback()])
+    assert not [w for w in caught if "Gradients do not exist" in str(w.message)]

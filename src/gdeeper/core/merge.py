@@ -25,6 +25,17 @@ def merge(kind: str, h: Callable, x, update, gate):
     return h(x)
 
 
+def tie_gradients(y, variables):
+    """`y`, through which `variables` get a gradient of zero under torch. `tf.cond` and
+    `lax.cond` give the variables of the branch not taken zero gradients; torch runs the
+    conditional in Python, so they would get none, and Keras' optimizer would warn at every
+    depth and leave their slots as they are, unlike the other two backends."""
+    if keras.backend.backend() != "torch" or not variables:
+        return y
+    zero = sum(ops.sum(ops.cast(v.value, "float32")) for v in variables) * 0.0
+    return y + ops.cast(zero, y.dtype)
+
+
 def merge_if_open(merged: Callable, h: Callable, x, block, gate, training, run=None, is_open=None):
     """`merged(x, block(x), gate)` when the gate is open, else `h(x)` (the same value at a gate
     of 0) without running the block. Returns the value and the losses the block added. `run`
@@ -54,7 +65,7 @@ def merge_if_open(merged: Callable, h: Callable, x, block, gate, training, run=N
 
     def skip_block():
         states = [ops.cast(v.value, v.dtype) for v in stateful]
-        return h(x), states, ops.zeros((), "float32")
+        return tie_gradients(h(x), block.trainable_variables), states, ops.zeros((), "float32")
 
     x, states, loss = ops.cond(gate > 0 if is_open is None else is_open, run_block, skip_block)
     for variable, value in zip(stateful, states):
