@@ -199,11 +199,12 @@ def test_trainers_die_with_a_killed_sweep_driver(tmp_path):
     assert not any(alive(pid) for pid in trainers)
 
 
-@pytest.mark.slow(50)
+@pytest.mark.slow(30)
 def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
     """A resume that fails as `fit` starts (w already beyond max_depth) left TensorFlow's data
     prefetch thread behind, and the interpreter's teardown deadlocked on it about one time in
-    four: `gdeeper` now skips that teardown once everything is written."""
+    four: `gdeeper` now skips that teardown once everything is written. Three failing sessions
+    (each a 10 s process) would have hung 58 % of the time before the fix."""
     run_dir = tmp_path / "run"
     first = run(
         "xor", "--steps", "200", "--run-dir", str(run_dir),
@@ -212,7 +213,7 @@ def test_a_session_that_fails_inside_fit_always_exits(tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     assert first.returncode == 1 and "DepthLimitError" in first.stderr, first.stderr[-2000:]
-    for _ in range(4):
+    for _ in range(2):
         again = run("--resume", str(run_dir), "--json", cwd=tmp_path, timeout=120)
         assert again.returncode == 1 and "DepthLimitError" in again.stderr
         assert json.loads(again.stdout)["status"] == "failed"  # written whole before the exit
