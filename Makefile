@@ -93,15 +93,17 @@ depth-data-cnn: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
 
-# Overhead (k = 1..5, XOR and conv), allocation, the original's loop, growth cost and growth
-# scaling, on TensorFlow and JAX (docs/performance.md); bench/results/summary.json.
+# Overhead (k = 1..5, XOR and conv), allocation, growth cost and growth scaling, on TensorFlow,
+# JAX and torch (docs/performance.md; ~19 min here, torch's part 4.6 min); a subset with
+# BENCH_BACKENDS="tensorflow jax"; bench/results/summary.json.
 # bench/gpu_bench.py is the GPU benchmark, run on a lent GPU machine (not here).
+BENCH_BACKENDS ?= tensorflow jax torch
 bench: $(STAMP)
-	cd bench && ../$(BIN)/python run_all.py
+	cd bench && ../$(BIN)/python run_all.py --backends $(BENCH_BACKENDS)
 
 # make bench, plus the original's loop on the MNIST shape under JAX and growth_cost.py.
 bench-full: $(STAMP)
-	cd bench && ../$(BIN)/python run_all.py --full
+	cd bench && ../$(BIN)/python run_all.py --full --backends $(BENCH_BACKENDS)
 
 # The report's variants against the default gate (docs/variants.md): XOR n = 2, 5, 8 and spirals
 # phase 10, 30 under JAX, digits under TensorFlow, 3 seeds, cut protocol; then its tables and

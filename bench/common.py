@@ -49,6 +49,10 @@ def _backend_version() -> str:
         import jax
 
         return jax.__version__
+    if name == "torch":
+        import torch
+
+        return torch.__version__
     return "?"
 
 

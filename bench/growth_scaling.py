@@ -21,7 +21,11 @@
    beside it, with a training step after each change (each one a retrace; `--trained-cycles`,
    0 under `make bench`, 1 under `make bench-full`).
 
-Run: python bench/growth_scaling.py [--quick]; KERAS_BACKEND picks the backend.
+Under torch, Keras runs the step eagerly by default: the meta-layer's `call` runs at every
+step, there is no trace to count, and a depth change costs only its allocation. With
+`--jit-compile` (torch.compile) the count is torch.compile's graphs instead: one per depth.
+
+Run: python bench/growth_scaling.py [--quick] [--jit-compile]; KERAS_BACKEND picks the backend.
 """
 
 from __future__ import annotations
@@ -61,6 +65,33 @@ GInfinity.call = _counted_call
 
 
 HEADROOM = {}  # GInfinity's default unless --headroom is given
+JIT_COMPILE = {"jit_compile": "auto"}  # --jit-compile sets True
+
+
+def eager() -> bool:
+    """Whether the training step runs eagerly (torch without --jit-compile): `call` then runs
+    at every step and there are no traces to count."""
+    return keras.backend.backend() == "torch" and JIT_COMPILE["jit_compile"] is not True
+
+
+def traces(name: str) -> int | None:
+    """Traces of the step so far: `call`'s Python runs of meta-layer `name`; under
+    torch.compile, the graphs it compiled (its recompilations); None when eager."""
+    if eager():
+        return None
+    if keras.backend.backend() == "torch":
+        from torch._dynamo.utils import counters
+
+        return counters["stats"]["unique_graphs"]
+    return TRACES[name]
+
+
+def clear_traces() -> None:
+    TRACES.clear()
+    if keras.backend.backend() == "torch":
+        from torch._dynamo.utils import counters
+
+        counters.clear()
 
 
 def build(meta_layers: int, w_init: float, chunk: int = 5) -> keras.Model:
@@ -78,7 +109,9 @@ def build(meta_layers: int, w_init: float, chunk: int = 5) -> keras.Model:
             preset="original",
         )(x)
     model = keras.Model(inputs, keras.layers.Dense(1, "sigmoid", trainable=False)(x))
-    model.compile(keras.optimizers.Adam(1e-3), "binary_crossentropy", steps_per_execution=1)
+    model.compile(
+        keras.optimizers.Adam(1e-3), "binary_crossentropy", steps_per_execution=1, **JIT_COMPILE
+    )
     return model
 
 
@@ -110,7 +143,7 @@ class Clock(keras.callbacks.Callback):
 def timed_fit(model, schedule: dict[int, float], steps: int):
     x, y = xor_data(np.random.default_rng(0), steps * BATCH, 5)
     depth_callback, clock = gdeeper.DepthCallback(), Clock()
-    TRACES.clear()
+    clear_traces()
     model.fit(
         x,
         y,
@@ -169,8 +202,10 @@ def ramp(final: int, window: int, increment: float = 0.5) -> dict:
         "steps": steps,
         "events": events,
         "depth_changes": len(log),
-        "traces": TRACES["g0"],
-        "linear": TRACES["g0"] <= len(log) + 1,
+        "execution": "eager" if eager() else "compiled",
+        "traces": traces("g0"),
+        # eager: no trace at all, so at most one per change
+        "linear": eager() or traces("g0") <= len(log) + 1,
         "growth_seconds": float(sum(e["event_cost"] for e in events)),
         "mean_step_seconds": float(np.mean([e["ordinary_step"] for e in intervals])),
         "fastest_step_seconds": float(np.median(seconds[3:window])),
@@ -202,9 +237,11 @@ def meta_layer_series(counts: list[int], window: int) -> list[dict]:
         model.fit(*xor_data(np.random.default_rng(1), 2 * BATCH, 5), batch_size=BATCH, verbose=0)
         seconds, log = timed_fit(model, {window: 2.5}, 2 * window + 2)
         (event,) = events_of(seconds, log, [window], window)
-        traces = TRACES["g0"]
+        counted = traces("g0")
         assert all(layer.allocated_depth == 4 for layer in gdeeper.meta_layers(model))
-        results.append({"meta_layers": count, **event, "traces": traces, "depth_changes": len(log)})
+        results.append(
+            {"meta_layers": count, **event, "traces": counted, "depth_changes": len(log)}
+        )
     return results
 
 
@@ -265,7 +302,10 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--trained-cycles", type=int, default=1, help="cycles with steps")
     parser.add_argument("--headroom", type=float, default=None, help="GInfinity(headroom=)")
+    parser.add_argument("--jit-compile", action="store_true", help="compile(jit_compile=True)")
     args = parser.parse_args()
+    if args.jit_compile:
+        JIT_COMPILE["jit_compile"] = True
     if args.headroom is not None:
         HEADROOM["headroom"] = args.headroom
     final = 12 if args.quick else args.final
@@ -296,10 +336,13 @@ def main() -> None:
     ]
     header = ["depth", "allocated", "step ms", "growth ms", "retrace ms", "event s"]
     print(table(rows, header))
-    print(
-        f"depth changes {depth['depth_changes']}, traces {depth['traces']} "
-        f"({'at most one per change' if depth['linear'] else 'MORE than one per change'})"
-    )
+    if depth["traces"] is None:
+        print(f"depth changes {depth['depth_changes']}, eager steps: no traces")
+    else:
+        print(
+            f"depth changes {depth['depth_changes']}, traces {depth['traces']} "
+            f"({'at most one per change' if depth['linear'] else 'MORE than one per change'})"
+        )
     print(
         f"run of 100,000 steps to depth {final}: growth {fraction['growth_seconds']:.1f} s over "
         f"{fraction['growth_events']} events, step {fraction['mean_step_seconds'] * 1e3:.2f} ms"
@@ -340,8 +383,10 @@ def main() -> None:
         "memory": rss,
         "wall_seconds": wall,
         "phase_seconds": phases,
+        **JIT_COMPILE,
     }
-    print("wrote", write("growth_scaling", payload))
+    name = "growth_scaling_jit" if args.jit_compile else "growth_scaling"
+    print("wrote", write(name, payload))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,12 @@
 2. The same GInfinity model with 5 vs 25 allocated sub-layers at the same active depth.
    Target: ratio <= 1.03.
 
-Run: python bench/overhead.py [--quick] [--shapes xor conv] [--depths 1 2 3 4 5];
-KERAS_BACKEND picks the backend.
+Under torch every case runs one step per execution (Keras' torch trainer refuses more), so
+each measured step there includes the Python of one eager step; `--jit-compile` compiles both
+models (torch.compile under torch, XLA elsewhere).
+
+Run: python bench/overhead.py [--quick] [--shapes xor conv] [--depths 1 2 3 4 5]
+[--jit-compile]; KERAS_BACKEND picks the backend.
 """
 
 from __future__ import annotations
@@ -68,16 +72,27 @@ def make_case(model, x, y, batch, spe, extra_callbacks):
     return case
 
 
+JIT_COMPILE = {"jit_compile": "auto"}  # --jit-compile sets True
+
+
 def compile_model(model, shape_name, spe):
-    model.compile(keras.optimizers.Adam(), loss_for(shape_name), steps_per_execution=spe)
+    model.compile(
+        keras.optimizers.Adam(), loss_for(shape_name), steps_per_execution=spe, **JIT_COMPILE
+    )
     return model
+
+
+def steps_per_execution(shape_name: str) -> int:
+    """The shape's setting; 1 under torch, whose trainer accepts nothing else."""
+    return 1 if keras.backend.backend() == "torch" else SETTINGS[shape_name][1]
 
 
 def run(shapes: list[str], depths: list[int], repeats: int) -> dict:
     results = {"overhead": [], "allocation": []}
     for shape_name in shapes:
         _, batch = SHAPES[shape_name]
-        steps, spe, default_repeats = SETTINGS[shape_name]
+        steps, _, default_repeats = SETTINGS[shape_name]
+        spe = steps_per_execution(shape_name)
         rounds = repeats or default_repeats  # per shape: conv's steps are 50x XOR's
         x, y = data(shape_name, steps * batch)
         for depth in depths:
@@ -151,7 +166,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--shapes", nargs="+", choices=sorted(SETTINGS), default=None)
     parser.add_argument("--depths", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--jit-compile", action="store_true", help="compile(jit_compile=True)")
     args = parser.parse_args()
+    if args.jit_compile:
+        JIT_COMPILE["jit_compile"] = True
     shapes = args.shapes or (["xor"] if args.quick else ["xor", "conv"])
     repeats = args.repeats or (3 if args.quick else None)
     results = run(shapes, args.depths, repeats)
@@ -196,7 +214,9 @@ def main() -> None:
             ],
         )
     )
-    print("wrote", write("overhead", {"settings": SETTINGS, **results}))
+    settings = {"shapes": SETTINGS, **JIT_COMPILE}
+    name = "overhead_jit" if args.jit_compile else "overhead"
+    print("wrote", write(name, {"settings": settings, **results}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`make bench`: the benchmarks on TensorFlow and on JAX, then one summary table.
+"""`make bench`: the benchmarks on TensorFlow, JAX and torch, then one summary table.
 
 Each benchmark runs in its own process (Keras fixes the backend per process) and writes
 `bench/results/<name>-<backend>.json`; this script reads them back into
@@ -14,6 +14,7 @@ training steps in `growth_scaling.py`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -23,18 +24,20 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 SCRIPTS = ("overhead.py", "original_loop.py", "growth_cost.py", "growth_scaling.py")
 GROWTH_TARGET_SECONDS = 2.0
 
 
-def plan(full: bool, quick: bool) -> list[tuple[str, str, list[str]]]:
+def plan(full: bool, quick: bool, backends: list[str]) -> list[tuple[str, str, list[str]]]:
     """(script, backend, arguments) of every run, in order."""
     runs = []
-    for backend in BACKENDS:
+    for backend in backends:
         for script in SCRIPTS:
             if script in ("original_loop.py", "growth_cost.py") and not full:
                 continue
+            if script == "original_loop.py" and backend == "torch":
+                continue  # its speed-up is steps_per_execution's, which torch's trainer lacks
             extra = ["--quick"] if quick and script != "growth_cost.py" else []
             if script == "growth_scaling.py" and not full:
                 extra += ["--trained-cycles", "0"]
@@ -54,7 +57,7 @@ def load(name: str, backend: str) -> dict:
     return json.loads((RESULTS / f"{name}-{backend}.json").read_text())
 
 
-def summarize(wall: dict) -> dict:
+def summarize(wall: dict, backends: list[str]) -> dict:
     ran = set(wall)  # "script:backend" of this run; older results files are not read
     rows, summary = [], {"wall_seconds": wall, "checks": []}
 
@@ -67,7 +70,7 @@ def summarize(wall: dict) -> dict:
             f"{'met' if met else 'MISSED'}"
         )
 
-    for backend in BACKENDS:
+    for backend in backends:
         overhead = load("overhead", backend)
         for r in overhead["overhead"]:
             check(
@@ -118,10 +121,10 @@ def summarize(wall: dict) -> dict:
                 True,
             )
         depth = scaling["depth"]
-        check(
+        check(  # eager steps (torch's default) trace nothing: 0 traces per change
             backend,
             f"traces per depth change ({depth['depth_changes']} changes)",
-            depth["traces"] / max(depth["depth_changes"], 1),
+            (depth["traces"] or 0) / max(depth["depth_changes"], 1),
             "<= 1 (+1)",
             depth["linear"],
         )
@@ -150,7 +153,7 @@ def summarize(wall: dict) -> dict:
             memory["met"],
         )
     speeds = {}
-    for backend in BACKENDS:
+    for backend in backends:
         overhead = {(r["shape"], r["depth"]): r for r in load("overhead", backend)["overhead"]}
         speeds[backend] = {  # NaN where a shape or depth was not run (--quick: no conv)
             f"{shape}_k3_ms_per_step": overhead[(shape, 3)]["median_gdeeper"] * 1e3
@@ -169,12 +172,17 @@ def summarize(wall: dict) -> dict:
 
 
 def main() -> None:
-    quick, full = "--quick" in sys.argv, "--full" in sys.argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, XOR only")
+    parser.add_argument("--full", action="store_true", help="the earlier benchmarks too")
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    args = parser.parse_args()
+    quick, full, backends = args.quick, args.full, args.backends
     wall = {}
-    for script, backend, extra in plan(full, quick):
+    for script, backend, extra in plan(full, quick, backends):
         wall[f"{script}:{backend}"] = run(script, backend, extra)
         print(f"   {script} on {backend}: {wall[f'{script}:{backend}']:.0f} s", flush=True)
-    summary = summarize(wall)
+    summary = summarize(wall, backends)
     summary["total_wall_seconds"] = sum(wall.values())
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"total {summary['total_wall_seconds']:.0f} s; wrote {RESULTS / 'summary.json'}")
