@@ -6,6 +6,7 @@ a backend. Each experiment has its own config class with the same top-level layo
     experiment: xor          # which experiment (see gdeeper.experiments)
     seed: 0                  # seeds the data streams and keras.utils.set_random_seed
     backend: null            # tensorflow | jax | torch | null (KERAS_BACKEND or Keras' default)
+    devices: 1               # data parallel over this many devices (runner.control.devices)
     data: {...}              # experiment-specific data section
     model: {...}             # experiment-specific model section
     optimizer: {name, learning_rate}
@@ -28,8 +29,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from gdeeper.files import write_text_atomic
 
-# The Keras backends a run may ask for: the one list that the config, the CLI and the runner
-# check against (`runner.control.backend`).
+# The Keras backends a run may ask for: the one list that config, CLI and runner check against.
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -131,11 +131,8 @@ class StepTrainingConfig(Section):
 
 
 class EpochTrainingConfig(Section):
-    """Training counted in passes over a training set, validated after each (image data).
-
-    For experiments such as mnist / fashion-mnist / digits: a metrics row, and a checkpoint, per
-    epoch; the `step` column then counts batches (epoch x batches per epoch).
-    """
+    """Training counted in passes over a training set, validated after each (image data): a
+    metrics row, and a checkpoint, per epoch; the `step` column counts batches."""
 
     epochs: Int = Field(10, ge=1)
     batch_size: Int = Field(512, ge=1)
@@ -163,9 +160,12 @@ MAX_SEED = 2**32 - 1  # numpy's and Keras' seeds are 32-bit: a larger one fails 
 class RunConfig(Section):
     """Fields shared by every experiment's config."""
 
+    ADDED_KEYS: ClassVar[dict[str, Any]] = {"devices": 1}  # a run before `devices`: one
+
     experiment: str
     seed: Int = Field(0, ge=0, le=MAX_SEED)
     backend: Literal[BACKENDS] | None = None  # type: ignore[valid-type]
+    devices: Int = Field(1, ge=1, le=1024)  # data parallel; a typo is refused before any start
     optimizer: OptimizerConfig = OptimizerConfig()
 
 

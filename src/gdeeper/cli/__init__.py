@@ -75,6 +75,7 @@ def train(
     phase: opt.Phase = None,
     seed: opt.Seed = None,
     backend: opt.Backend = None,
+    devices: opt.Devices = None,
     out: opt.Out = Path("outputs"),
     sets: opt.Sets = None,
     json_output: opt.Json = False,
@@ -91,7 +92,7 @@ def train(
 
     signals.handle_sigterm()  # (main did; a test's CliRunner did not) stops as Ctrl-C does
     flags = _given(steps=steps, epochs=epochs, data=data, model=model, limit=limit, order=order)
-    flags |= _given(active=active, phase=phase, seed=seed, backend=backend)
+    flags |= _given(active=active, phase=phase, seed=seed, backend=backend, devices=devices)
     request = TrainRequest(experiment, config, flags, sets or [], out, resume, run_dir)
     request.mlflow, request.mlflow_uri = mlflow, mlflow_uri
     try:

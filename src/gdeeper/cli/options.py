@@ -13,6 +13,9 @@ import typer
 
 # ------------------------------------------------------------------------------------- shared
 Backend = Annotated[str | None, typer.Option(help="tensorflow, jax or torch")]
+Devices = Annotated[
+    int | None, typer.Option(help="train on this many devices, data parallel (jax, tensorflow)")
+]
 Out = Annotated[Path, typer.Option(help="output root")]
 Json = Annotated[bool, typer.Option("--json", help="print the result as one JSON object")]
 

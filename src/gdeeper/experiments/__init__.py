@@ -177,7 +177,7 @@ def merge_dicts(base: dict, extra: dict) -> dict:
     return merged
 
 
-COMMON_FLAGS = {"seed": "seed", "backend": "backend"}
+COMMON_FLAGS = {"seed": "seed", "backend": "backend", "devices": "devices"}
 
 
 def _flag_users(flag: str) -> str:

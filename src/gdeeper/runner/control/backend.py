@@ -41,14 +41,16 @@ def prepare_backend(requested: str | None) -> str | None:
 def for_backend(config: RunConfig, backend: str) -> RunConfig:
     """`config` as it runs on `backend` (the one Keras loaded), recorded as such.
 
-    Keras' torch backend runs one step per execution (`steps_per_execution` must be 1): there,
-    a training section that resolved more runs one, and its `check_every` (executions between
+    Keras' torch backend runs one step per execution (`steps_per_execution` must be 1), and so
+    does TensorFlow under a MirroredStrategy (`devices` > 1; it fails with more): there, a
+    training section that resolved more runs one, and its `check_every` (executions between
     host reads) is multiplied by as much, so `w` and the loss are read every as many steps.
     """
     config = config.model_copy(update={"backend": backend})
     training = getattr(config, "training", None)
     spe = getattr(training, "steps_per_execution", None)
-    if backend == "torch" and spe is not None and spe > 1:
+    one_step = backend == "torch" or (backend == "tensorflow" and config.devices > 1)
+    if one_step and spe is not None and spe > 1:
         update = {"steps_per_execution": 1}
         if getattr(training, "check_every", None) is not None:
             update["check_every"] = training.check_every * spe

@@ -85,15 +85,25 @@ def _jax_gradients(model, layers, loss, x, y):
 def _tensorflow_gradients(model, layers, loss, x, y):
     import tensorflow as tf
 
-    variables = [layer.w.value for layer in layers]
-    with tf.GradientTape(persistent=True) as tape:
-        y_pred = model(x, training=False)
-        data = ops.cast(loss(y, y_pred), "float32")
-        penalty = _total_penalty(model.losses)
-    data_grads = tape.gradient(data, variables, unconnected_gradients="zero")
-    penalty_grads = tape.gradient(penalty, variables, unconnected_gradients="zero")
-    del tape
-    return data_grads, penalty_grads
+    def gradients():
+        variables = [layer.w.value for layer in layers]
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred = model(x, training=False)
+            data = ops.cast(loss(y, y_pred), "float32")
+            penalty = _total_penalty(model.losses)
+        data_grads = tape.gradient(data, variables, unconnected_gradients="zero")
+        penalty_grads = tape.gradient(penalty, variables, unconnected_gradients="zero")
+        del tape
+        return data_grads, penalty_grads
+
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None:
+        return gradients()
+    # A mirrored variable can be read only in a replica's context (a MirroredStrategy run):
+    # each replica computes the same gradients on the whole sample; the first one's count.
+    data, penalty = strategy.run(gradients)
+    first = strategy.experimental_local_results
+    return [first(g)[0] for g in data], [first(g)[0] for g in penalty]
 
 
 def _torch_gradients(model, layers, loss, x, y):

@@ -16,6 +16,7 @@ from pathlib import Path
 from gdeeper.config import ConfigError, RunConfig
 from gdeeper.experiments import get_experiment, resolve_config
 from gdeeper.runner.control.backend import check_backend, prepare_backend
+from gdeeper.runner.control.devices import prepare_devices
 from gdeeper.runner.records.rundir import create_run_dir
 from gdeeper.runner.session.resume import open_resume_point
 from gdeeper.runner.session.train import Session, make_run_dir, prepare_experiment
@@ -73,7 +74,7 @@ def open_session(request: TrainRequest, config: RunConfig) -> Session:
     """Check that `config` can start and make (or, resuming, keep) its run directory."""
     if request.run_dir is not None and request.run_dir.exists():
         raise ConfigError(f"run directory {request.run_dir} already exists")
-    prepare_backend(config.backend)
+    prepare_devices(prepare_backend(config.backend), config)  # torch: one device
     prepare_experiment(config)  # a missing dataset: one line, nothing written
     mlflow = mlflow_log.run_target(request.mlflow, request.mlflow_uri, request.out, request.resume)
     if request.resume is not None:

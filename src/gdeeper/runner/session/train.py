@@ -23,6 +23,7 @@ from gdeeper.files import read_json
 from gdeeper.runner.analysis.plot import plot_path
 from gdeeper.runner.control import signals
 from gdeeper.runner.control.backend import for_backend, prepare_backend
+from gdeeper.runner.control.devices import distribute, prepare_devices
 from gdeeper.runner.control.lock import LOCK_FILE, holds_lock, lock_run_dir, release_run_dir
 from gdeeper.runner.control.processes import import_keras_quietly
 from gdeeper.runner.records import rundir as rd
@@ -105,7 +106,7 @@ def _session(s: Session) -> dict:
                 and previous.get("steps") == state["step"]
             ):
                 return previous
-    prepare_backend(config.backend)
+    prepare_devices(prepare_backend(config.backend), config)  # before Keras starts
     prepare_experiment(config)  # e.g. the dataset: a run that cannot start writes nothing
     if not s.resume:
         if not s.created:
@@ -232,7 +233,12 @@ def _fit(s: Session, state: dict | None, session: dict, tracking: Tracking) -> O
     config, run_dir, resume = s.config, s.run_dir, s.resume
     outcome = Outcome()
     metrics = depth_cb = display = None
+    scopes = contextlib.ExitStack()
     try:
+        scope, layout = distribute(config.devices)  # one device: no scope, no layout
+        if layout is not None:
+            session["devices"] = layout  # the manifest records where the run trained
+        scopes.enter_context(scope)  # the model, a checkpoint's load and fit, on its devices
         keras.utils.set_random_seed(config.seed)
         model = None
         prior = {}
@@ -313,6 +319,7 @@ def _fit(s: Session, state: dict | None, session: dict, tracking: Tracking) -> O
         with contextlib.suppress(OSError):  # a read-only run directory: the CLI still tells
             (run_dir / rd.ERROR_FILE).write_text(traceback.format_exc())
     finally:
+        scopes.close()
         if metrics is not None:
             metrics.close()
         if display is not None:
