@@ -108,3 +108,29 @@ def test_devices_that_cannot_run_are_one_line_and_write_nothing(tmp_path, args, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_batches_are_cut_to_a_multiple_of_the_devices():
+    """JAX shards every batch evenly: an epoch's last batch (and the test set's) is cut to a
+    multiple of the devices, leaving out at most devices - 1 examples."""
+    import numpy as np
+
+    from gdeeper.experiments.batches import ArrayBatches, batches_per_epoch, epoch_batches
+
+    x = np.arange(29)[:, None]
+    y = np.arange(29)
+    stream = epoch_batches(x, y, 6, seed=0, start_epoch=0, multiple=3)  # 6: checked by devices
+    steps = batches_per_epoch(29, 6, 3)
+    assert steps == 5  # 6, 6, 6, 6 and 5 cut to 3
+    for _ in range(2):  # two epochs, each a different permutation
+        epoch = [next(stream) for _ in range(steps)]
+        assert [len(b[0]) for b in epoch] == [6, 6, 6, 6, 3]
+        seen = np.concatenate([b[1] for b in epoch])
+        assert len(set(seen.tolist())) == 27 and set(seen.tolist()) <= set(range(29))
+    assert [len(b[0]) for b in (next(epoch_batches(x, y, 8, 0, 0)),)] == [8]  # one device: as is
+    assert batches_per_epoch(29, 8) == 4 and batches_per_epoch(25, 8, 2) == 3  # 1 left: dropped
+
+    test = ArrayBatches(x, y, 10, multiple=4)
+    assert len(test) == 3 and [len(test[i][0]) for i in range(3)] == [8, 8, 8]
+    assert test[2][1].tolist() == list(range(20, 28))  # the same few left out every time
+    assert [len(b[0]) for b in (ArrayBatches(x, y, 10)[i] for i in range(3))] == [10, 10, 9]

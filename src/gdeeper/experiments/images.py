@@ -18,7 +18,6 @@ dataset fails fast, in one line, having written nothing.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -33,7 +32,12 @@ from gdeeper.config import (
     Section,
 )
 from gdeeper.experiments import Experiment, Plan, make_optimizer, reference_csv, register
-from gdeeper.experiments.batches import ArrayBatches, epoch_batches
+from gdeeper.experiments.batches import (
+    ArrayBatches,
+    batch_multiple,
+    batches_per_epoch,
+    epoch_batches,
+)
 from gdeeper.experiments.sections import MetaLayerSection, VariantSection
 
 REFERENCE_FILE = "seed_mnist_curves.csv"
@@ -183,13 +187,16 @@ def plan(config: ImageConfig, initial_epoch: int, model) -> Plan:
     if model is None:
         model = build_model(config, data.input_shape, data.classes)
     n = len(data.x_train)
+    import keras
+
+    multiple = batch_multiple(config.devices, keras.backend.backend())
     return Plan(
         model=model,
         train_data=train_batches(
-            data.x_train, data.y_train, training.batch_size, config.seed, initial_epoch
+            data.x_train, data.y_train, training.batch_size, config.seed, initial_epoch, multiple
         ),
-        val_data=Batches(ArrayBatches(data.x_test, data.y_test, training.val_batch_size)),
-        steps_per_epoch=math.ceil(n / training.batch_size),
+        val_data=Batches(ArrayBatches(data.x_test, data.y_test, training.val_batch_size, multiple)),
+        steps_per_epoch=batches_per_epoch(n, training.batch_size, multiple),
         epochs=training.epochs,
         checkpoint_every=training.checkpoint_every,
         examples_per_epoch=n,

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import math
 import os
 import sys
 from typing import Any, Literal
@@ -259,17 +258,26 @@ def build_model(config: UserConfig):
 
 def plan(config: UserConfig, initial_epoch: int, model) -> Plan:
     from gdeeper.experiments._keras import Batches
-    from gdeeper.experiments.batches import ArrayBatches, epoch_batches
+    from gdeeper.experiments.batches import (
+        ArrayBatches,
+        batch_multiple,
+        batches_per_epoch,
+        epoch_batches,
+    )
 
     x, y, x_val, y_val = load_data(config)
     training = config.training
     if model is None:
         model = build_model(config)
+    import keras
+
+    multiple = batch_multiple(config.devices, keras.backend.backend())
+    size = training.batch_size
     return Plan(
         model=model,
-        train_data=epoch_batches(x, y, training.batch_size, config.seed, initial_epoch),
-        val_data=Batches(ArrayBatches(x_val, y_val, training.val_batch_size)),
-        steps_per_epoch=math.ceil(len(x) / training.batch_size),
+        train_data=epoch_batches(x, y, size, config.seed, initial_epoch, multiple),
+        val_data=Batches(ArrayBatches(x_val, y_val, training.val_batch_size, multiple)),
+        steps_per_epoch=batches_per_epoch(len(x), size, multiple),
         epochs=training.epochs,
         checkpoint_every=training.checkpoint_every,
         examples_per_epoch=len(x),
