@@ -34,6 +34,7 @@ from models import SHAPES, data, gdeeper_model, loss_for, plain_model  # noqa: E
 from overhead import make_case  # noqa: E402
 
 STEPS = 100  # per measured fit, XOR shape (batch 1000)
+STRATEGIES: dict = {}
 
 
 def scope_for(devices: int):
@@ -52,8 +53,10 @@ def scope_for(devices: int):
                 keras.distribution.set_distribution(None)
 
         return jax_scope()
-    names = [d.name for d in tf.config.list_logical_devices("CPU")][:devices]
-    return tf.distribute.MirroredStrategy(names).scope()
+    if devices not in STRATEGIES:  # one per process: a second one's collectives can clash
+        names = [d.name for d in tf.config.list_logical_devices("CPU")][:devices]
+        STRATEGIES[devices] = tf.distribute.MirroredStrategy(names)
+    return STRATEGIES[devices].scope()
 
 
 def run(depths: list[int], repeats: int) -> list[dict]:

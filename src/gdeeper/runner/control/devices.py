@@ -24,6 +24,7 @@ import os
 from gdeeper.config import ConfigError, RunConfig
 
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+_STRATEGIES: dict = {}  # TensorFlow: one MirroredStrategy per device set in a process
 
 
 def prepare_devices(backend: str | None, config: RunConfig) -> None:
@@ -109,5 +110,11 @@ def _tensorflow(devices: int):
     if len(found) < devices:
         raise _too_few(devices, found)
     chosen = found[:devices]
-    strategy = tf.distribute.MirroredStrategy(chosen)
-    return strategy.scope(), {"engine": "tf.distribute.MirroredStrategy", "devices": chosen}
+    # One strategy per device set and process: a second MirroredStrategy's collective ops can
+    # clash with the first one's ("Shape mismatch in the collective instance"), measured when
+    # a benchmark built one per model in one process.
+    key = tuple(chosen)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = tf.distribute.MirroredStrategy(chosen)
+    layout = {"engine": "tf.distribute.MirroredStrategy", "devices": chosen}
+    return _STRATEGIES[key].scope(), layout
