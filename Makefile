@@ -25,8 +25,9 @@ test: $(STAMP)
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -n 2 --dist loadgroup -q -m both_backends
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-# One growing model on two devices (JAX DataParallel, TF MirroredStrategy) and on two hosts (two
-# JAX processes on localhost): docs/distributed.md. Part of `make test` too; ~5 min on 2 cores.
+# One growing model on two devices (JAX DataParallel and ModelParallel, TF MirroredStrategy) and
+# on two hosts (two JAX processes; two TF workers under MultiWorkerMirroredStrategy, all on
+# localhost): docs/distributed.md. Part of `make test` too; ~5 min on 2 cores.
 distributed: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_distributed.py
 

@@ -1,13 +1,18 @@
 """Run by tests/test_distributed.py in a fresh process (devices are fixed at backend start):
-train the same growing model on one device and on two (JAX `DataParallel`, TensorFlow
-`MirroredStrategy`, both on this CPU split in two), save the two-device one, load it on one
-device, and print what the test compares, as JSON."""
+train the same growing model on one device and on two (JAX `DataParallel`, JAX `ModelParallel`
+with a `LayoutMap` that shards every sub-layer's kernel, TensorFlow `MirroredStrategy`, all on
+this CPU split in two), save the two-device one, load it on one device, and print what the test
+compares, as JSON.
+
+    python grow_on_two_devices.py jax|jax-model|tensorflow OUT.keras [STEPS_PER_EXECUTION]
+"""
 
 import json
 import os
 import sys
 
-backend = sys.argv[1]
+engine = sys.argv[1]
+backend = "jax" if engine.startswith("jax") else engine
 out = sys.argv[2]
 SPE = int(sys.argv[3]) if len(sys.argv) > 3 else 10
 os.environ["KERAS_BACKEND"] = backend
@@ -31,8 +36,18 @@ import gdeeper  # noqa: E402
 
 def train(distributed: bool):
     scope = contextlib.nullcontext()
-    if distributed and backend == "jax":
+    if distributed and engine == "jax":
         keras.distribution.set_distribution(keras.distribution.DataParallel())
+    elif distributed and engine == "jax-model":
+        # Every sub-layer's kernel split by columns over the 'model' axis, its bias alike, the
+        # batch not split: the pattern matches the sub-layers growth creates later too.
+        mesh = keras.distribution.DeviceMesh((1, 2), ("batch", "model"))
+        layout_map = keras.distribution.LayoutMap(mesh)
+        layout_map["g/g_block_.*/kernel"] = (None, "model")
+        layout_map["g/g_block_.*/bias"] = ("model",)
+        keras.distribution.set_distribution(
+            keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+        )
     elif distributed:
         scope = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope()
     keras.utils.set_random_seed(0)
