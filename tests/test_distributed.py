@@ -126,7 +126,7 @@ def assert_each_host_file_loads(tmp_path: Path, results: list[dict]) -> None:
             np.testing.assert_allclose(a, np.asarray(b), rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.slow(40)
+@pytest.mark.slow(30)
 def test_a_model_grows_on_two_tensorflow_workers_as_on_one(tmp_path):
     """Two TensorFlow workers on localhost (`MultiWorkerMirroredStrategy`, `TF_CONFIG`), one CPU
     replica each, in a custom loop (Keras 3.15's `fit` fails under this strategy for any model,
@@ -136,23 +136,19 @@ def test_a_model_grows_on_two_tensorflow_workers_as_on_one(tmp_path):
     ports = ",".join(map(str, free_ports(2)))
     workers = [
         subprocess.Popen(
-            [sys.executable, script, "worker", str(i), ports, out],
+            [sys.executable, script, str(i), ports, out],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i in (0, 1)
     ]
-    alone = subprocess.run(
-        [sys.executable, script, "one", "-", "-", out], capture_output=True, text=True, timeout=600
-    )
     finished = [worker.communicate(timeout=600) for worker in workers]
     for worker, (_, stderr) in zip(workers, finished, strict=True):
         assert worker.returncode == 0, stderr[-3000:]
-    assert alone.returncode == 0, alone.stderr[-3000:]
     two = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in finished]
-    one = json.loads(alone.stdout.strip().splitlines()[-1])
-    assert [r["replicas"] for r in two] == [2, 2]
+    one = two[0].pop("one")  # worker 0 trained it alone too, after, outside the strategy
+    assert (one["replicas"], [r["replicas"] for r in two]) == (1, [2, 2])
     assert len(one["depths"]) >= 2, one["depths"]  # it grew, twice at least
     for result in two:
         assert result["depths"] == one["depths"]
